@@ -1,0 +1,53 @@
+"""Wrap a backbone with peft LoRA on chosen projections and layers, checked against the model family."""
+
+from peft import LoraConfig, get_peft_model
+
+from rerank_lora.errors import InputError
+
+MODULE_GROUPS = ("attn", "mlp", "all")
+
+
+def target_modules(targets, modules_by_group) -> list[str]:
+    """Projection names for `targets`: a group name (attn | mlp | all) or an explicit list of projections."""
+    known = list(modules_by_group.attn) + list(modules_by_group.mlp)
+    if isinstance(targets, str):
+        if targets not in MODULE_GROUPS:
+            raise InputError(
+                f"targets.modules={targets!r}; accepted: {', '.join(MODULE_GROUPS)} or a list from {known}"
+            )
+        return known if targets == "all" else list(modules_by_group[targets])
+    chosen = list(targets)
+    unknown = [name for name in chosen if name not in known]
+    if unknown or not chosen:
+        raise InputError(
+            f"targets.modules: {unknown or 'an empty list'} not projections of this model family; "
+            f"accepted: {known} (or attn | mlp | all)"
+        )
+    return chosen
+
+
+def check_layers(layers, num_layers: int) -> list[int] | None:
+    if layers is None:
+        return None
+    layers = list(layers)
+    bad = [layer for layer in layers if not isinstance(layer, int) or not 0 <= layer < num_layers]
+    if bad or not layers:
+        raise InputError(f"lora.layers: {bad or 'an empty list'} out of range; accepted: 0..{num_layers - 1}")
+    return sorted(set(layers))
+
+
+def add_lora(backbone, lora_cfg, targets_cfg, model_cfg):
+    """The backbone wrapped as a PeftModel whose only trainable weights are the LoRA matrices."""
+    if not isinstance(lora_cfg.rank, int) or lora_cfg.rank < 1:
+        raise InputError(f"lora.rank={lora_cfg.rank!r}; accepted: an integer >= 1 (the paper uses 1, 2, 8, 32)")
+    if not 0 <= lora_cfg.dropout < 1:
+        raise InputError(f"lora.dropout={lora_cfg.dropout!r}; accepted: 0 <= dropout < 1")
+    config = LoraConfig(
+        r=lora_cfg.rank,
+        lora_alpha=lora_cfg.alpha,
+        lora_dropout=lora_cfg.dropout,
+        target_modules=target_modules(targets_cfg.modules, model_cfg.modules),
+        layers_to_transform=check_layers(lora_cfg.layers, backbone.config.num_hidden_layers),
+        layers_pattern="layers" if lora_cfg.layers is not None else None,
+    )
+    return get_peft_model(backbone, config)
