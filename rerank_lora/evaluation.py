@@ -1,0 +1,71 @@
+"""Rerank every eval split, write the TREC run, compute metrics, append them to metrics.jsonl, log them."""
+
+import json
+import logging
+from pathlib import Path
+
+import torch
+from peft import PeftModel
+from tqdm.auto import tqdm
+
+from rerank_lora import metrics
+from rerank_lora.data.collection import write_run
+
+log = logging.getLogger(__name__)
+
+
+class Evaluator:
+    def __init__(self, datamodule, out_dir: Path, measures, logger=None):
+        self.data, self.out_dir, self.measures, self.logger = datamodule, Path(out_dir), list(measures), logger
+        self.batches = {split: datamodule.eval_batches(split) for split in datamodule.first_stage}
+        (self.out_dir / "runs").mkdir(parents=True, exist_ok=True)
+        self.baseline: dict[str, dict[str, float]] = {}
+
+    def first_stage(self) -> None:
+        """The first-stage order of each split, at the reranking depth, evaluated once per job."""
+        for split, run in self.data.first_stage.items():
+            write_run(run, self.out_dir / "runs" / f"{split}-first-stage.trec", "first-stage")
+            self.baseline[split] = self._record(split, None, "first-stage", run)
+
+    def model(self, reranker, step: int) -> dict[str, dict[str, float]]:
+        results = {}
+        for split, batches in self.batches.items():
+            run = score(reranker, batches, desc=f"scoring {split} @ step {step}")
+            write_run(run, self.out_dir / "runs" / f"{split}-step{step}.trec", f"step{step}")
+            results[split] = self._record(split, step, "model", run)
+        return results
+
+    def _record(self, split: str, step: int | None, ranker: str, run: dict) -> dict[str, float]:
+        values = metrics.compute(self.data.qrels(split), run, self.measures)
+        row = {"step": step, "split": split, "ranker": ranker, **values}
+        with (self.out_dir / "metrics.jsonl").open("a") as handle:
+            handle.write(json.dumps(row) + "\n")
+        log.info("%s %s step=%s %s", split, ranker, step, {k: round(v, 4) for k, v in values.items()})
+        if self.logger is not None and step is not None:
+            logged = {f"{split}/{name}": v for name, v in values.items()}
+            logged |= {f"{split}/first-stage/{name}": v for name, v in self.baseline.get(split, {}).items()}
+            self.logger.log_metrics(logged, step=step)
+        return values
+
+
+@torch.inference_mode()
+def score(reranker, batches, desc: str = "scoring", merge: bool = True) -> dict[str, dict[str, float]]:
+    """Scores of every pair in `batches`, as a run {qid: {pid: score}}; the model is left as it was.
+    With `merge`, the LoRA update is folded into the base weights while scoring (about a third faster)."""
+    was_training = reranker.training
+    reranker.eval()
+    merge = merge and isinstance(reranker.backbone, PeftModel)
+    if merge:
+        reranker.backbone.merge_adapter()
+    device = next(reranker.parameters()).device
+    run: dict[str, dict[str, float]] = {}
+    try:
+        for batch in tqdm(batches, desc=desc, unit="batch", leave=False):
+            inputs = {k: v.to(device) for k, v in batch.inputs.items()}
+            for qid, pid, value in zip(batch.qids, batch.pids, reranker(**inputs).tolist()):
+                run.setdefault(qid, {})[pid] = value
+    finally:
+        if merge:
+            reranker.backbone.unmerge_adapter()
+        reranker.train(was_training)
+    return run
