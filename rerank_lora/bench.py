@@ -1,0 +1,83 @@
+"""Speed of the default model on this machine: scoring and training pairs/s, with and without
+length-sorted padding. `make bench` (ARGS='model=tiny_llama' etc. are Hydra overrides)."""
+
+import json
+import sys
+import time
+
+import torch
+from hydra import compose, initialize_config_dir
+
+from rerank_lora.adapters import add_lora
+from rerank_lora.backbone import load_backbone
+from rerank_lora.data.collection import load_collection
+from rerank_lora.data.datamodule import RerankDataModule
+from rerank_lora.data.pairs import pad
+from rerank_lora.evaluation import score
+from rerank_lora.reranker import Reranker
+from rerank_lora.run import CONF_DIR
+
+SCORED_QUERIES = 10  # dev queries x eval_depth pairs
+TRAIN_STEPS = 6
+
+
+def scoring_rate(reranker, data, sort: bool, merge: bool) -> float:
+    data.cfg.sort_by_length = sort
+    batches = data.eval_batches("dev")
+    pairs = sum(len(b.qids) for b in batches)
+    start = time.perf_counter()
+    score(reranker, batches, desc=f"sorted={sort} merged={merge}", merge=merge)
+    return pairs / (time.perf_counter() - start)
+
+
+def training_rate(reranker, data, pad_to_max: bool) -> float:
+    optimizer = torch.optim.AdamW([p for p in reranker.parameters() if p.requires_grad], lr=1e-4)
+    reranker.train()
+    groups = [data.train_set[i] for i in range(TRAIN_STEPS * data.cfg.queries_per_batch)]
+    per_step = data.cfg.queries_per_batch
+    start = time.perf_counter()
+    for step in range(TRAIN_STEPS):
+        pairs = [p for g in groups[step * per_step : (step + 1) * per_step] for p in g]
+        batch = pad(pairs, data.pad_id, data.cfg.max_length if pad_to_max else None)
+        loss = _loss(reranker, batch)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    return TRAIN_STEPS * per_step * data.cfg.group_size / (time.perf_counter() - start)
+
+
+def _loss(reranker, batch):
+    scores = reranker(batch["input_ids"], batch["attention_mask"]).view(-1, reranker.group_size)
+    return torch.nn.functional.cross_entropy(scores, torch.zeros(scores.size(0), dtype=torch.long))
+
+
+def main(overrides: list[str]) -> dict:
+    with initialize_config_dir(str(CONF_DIR), version_base=None):
+        cfg = compose("config", overrides=["logger=none", *overrides])
+    torch.manual_seed(cfg.seed)
+    start = time.perf_counter()
+    backbone, tokenizer = load_backbone(cfg.model)
+    load_seconds = time.perf_counter() - start
+    reranker = Reranker(add_lora(backbone, cfg.lora, cfg.targets, cfg.model), cfg.data.group_size, cfg.optim)
+    data = RerankDataModule(load_collection(cfg.data), tokenizer, cfg.data, cfg.seed)
+    data.first_stage = {"dev": dict(list(data.first_stage["dev"].items())[:SCORED_QUERIES])}
+    report = {
+        "model": cfg.model.name,
+        "threads": torch.get_num_threads(),
+        "model_load_s": round(load_seconds, 2),
+        "scoring_pairs_per_s": {
+            "sorted+merged": scoring_rate(reranker, data, sort=True, merge=True),
+            "sorted": scoring_rate(reranker, data, sort=True, merge=False),
+            "fixed_max_length": scoring_rate(reranker, data, sort=False, merge=False),
+        },
+        "training_pairs_per_s": {
+            "padded_to_longest": training_rate(reranker, data, pad_to_max=False),
+            "padded_to_max_length": training_rate(reranker, data, pad_to_max=True),
+        },
+    }
+    print(json.dumps(report, indent=2, default=lambda v: round(v, 2)))
+    return report
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
