@@ -1,0 +1,78 @@
+"""The data=trec loader: string ids, JSONL or TSV queries, and errors that name file and line."""
+
+import json
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from rerank_lora.data.collection import load_collection
+from rerank_lora.errors import InputError
+
+
+def write_collection(folder, queries_as_tsv=False):
+    corpus = {"msmarco_passage_12_345": "the cat sat", "msmarco_passage_00_001": "dogs bark", "p3": "birds sing"}
+    (folder / "corpus.jsonl").write_text("".join(json.dumps({"pid": p, "text": t}) + "\n" for p, t in corpus.items()))
+    if queries_as_tsv:
+        (folder / "queries.tsv").write_text("q_001\twhere do cats sit\n007\twhat barks\n")
+    else:
+        rows = [{"qid": "q_001", "text": "where do cats sit", "split": "test"}, {"qid": "007", "text": "what barks"}]
+        (folder / "queries.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (folder / "qrels.tsv").write_text("q_001 0 msmarco_passage_12_345 2\n007 0 msmarco_passage_00_001 1\n")
+    (folder / "run.trec").write_text(
+        "q_001 Q0 msmarco_passage_12_345 1 9.0 bm25\nq_001 Q0 p3 2 8.0 bm25\n007 Q0 msmarco_passage_00_001 1 5 bm25\n"
+    )
+    (folder / "triples.tsv").write_text("007\tmsmarco_passage_00_001\tp3\n")
+    name = "queries.tsv" if queries_as_tsv else "queries.jsonl"
+    files = {"corpus": "corpus.jsonl", "queries": name, "qrels": "qrels.tsv", "candidates": "run.trec", "triples": "triples.tsv"}
+    return OmegaConf.create({k: str(folder / v) for k, v in files.items()})
+
+
+@pytest.mark.parametrize("tsv", [False, True])
+def test_string_ids_and_split_labels(tmp_path, tsv):
+    c = load_collection(write_collection(tmp_path, tsv))
+    assert c.corpus["msmarco_passage_12_345"] == "the cat sat"
+    assert c.qrels["007"] == {"msmarco_passage_00_001": 1}  # "007" stays a string, leading zeros kept
+    assert c.candidates["q_001"] == {"msmarco_passage_12_345": 9.0, "p3": 8.0}
+    assert c.triples == [("007", "msmarco_passage_00_001", "p3")]
+    # an unlabelled query belongs to every split; a labelled one only to its own
+    assert sorted(c.split_queries("test")) == ["007", "q_001"]
+    assert c.split_queries("dev") == (["007"] if not tsv else ["q_001", "007"])
+
+
+@pytest.mark.parametrize(
+    "file,content,expected",
+    [
+        ("corpus", '{"pid": "p1", "text": "ok"}\n{"pid": "p2"}\n', "corpus.jsonl:2"),
+        ("queries", '{"qid": "q", "text": "ok"}\nnot json\n', "queries.jsonl:2"),
+        ("qrels", "q_001 0 p 1\nq_001 0 p\n", "qrels.tsv:2"),
+        ("candidates", "q_001 Q0 p3 1 x bm25\n", "run.trec:1"),
+        ("triples", "007\tp3\n", "triples.tsv:1"),
+    ],
+)
+def test_malformed_file_names_file_and_line(tmp_path, file, content, expected):
+    paths = write_collection(tmp_path)
+    Path(paths[file]).write_text(content)
+    with pytest.raises(InputError, match=expected.replace(".", r"\.")):
+        load_collection(paths)
+
+
+def test_missing_file_is_named(tmp_path):
+    paths = write_collection(tmp_path)
+    paths.corpus = str(tmp_path / "absent.jsonl")
+    with pytest.raises(InputError, match="absent.jsonl"):
+        load_collection(paths)
+
+
+@pytest.mark.parametrize(
+    "file,line,kind",
+    [("qrels", "ghost 0 p3 1\n", "query"), ("candidates", "ghost Q0 p3 1 1.0 bm25\n", "query"),
+     ("candidates", "q_001 Q0 nowhere 1 1.0 bm25\n", "passage"), ("triples", "007\tp3\tnowhere\n", "passage")],
+)
+def test_ids_that_match_nothing_are_named(tmp_path, file, line, kind):
+    paths = write_collection(tmp_path)
+    with open(paths[file], "a") as handle:
+        handle.write(line)
+    with pytest.raises(InputError, match=f"1 {kind} id\\(s\\) match nothing") as err:
+        load_collection(paths)
+    assert ("ghost" if kind == "query" else "nowhere") in str(err.value)

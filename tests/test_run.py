@@ -1,0 +1,137 @@
+"""The Hydra entry point end to end on tiny models: train, checkpoint, evaluate, log, reload, multirun."""
+
+import csv
+import json
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from conftest import TINY, job_dirs, metrics_rows
+from rerank_lora.backbone import load_backbone
+from rerank_lora.data.collection import load_collection, read_run
+from rerank_lora.data.datamodule import RerankDataModule
+from rerank_lora.evaluation import score
+from rerank_lora.reranker import Reranker
+from rerank_lora.run import CONF_DIR
+
+
+@pytest.fixture(scope="module")
+def tiny_job(tmp_path_factory):
+    """One tiny-llama job: 4 steps, checkpoints at 0, 2 and 4 (final), W&B offline."""
+    from conftest import run_module
+
+    cwd = tmp_path_factory.mktemp("job")
+    args = [a for a in TINY if not a.startswith("logger")] + ["schedule.final=true", "logger=wandb"]
+    result = run_module("rerank_lora.run", args, cwd)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (job,) = job_dirs(cwd)
+    return job, result
+
+
+def test_job_writes_the_output_contract(tiny_job):
+    job, result = tiny_job
+    assert json.loads((job / "status.json").read_text())["status"] == "completed"
+    assert OmegaConf.load(job / ".hydra" / "config.yaml").model.name == "tiny_llama"
+    rows = metrics_rows(job)
+    model_rows = {(r["split"], r["step"]) for r in rows if r["ranker"] == "model"}
+    assert model_rows == {(s, n) for s in ("dev", "test") for n in (0, 2, 4)}
+    baseline = [r for r in rows if r["ranker"] == "first-stage"]
+    assert {r["split"] for r in baseline} == {"dev", "test"} and all(r["step"] is None for r in baseline)
+    # at depth 10, the first-stage nDCG@10 is BM25's published figure
+    assert {r["split"]: round(r["nDCG@10"], 4) for r in baseline} == {"dev": 0.5058, "test": 0.4796}
+    for row in rows:
+        assert 0.0 <= row["nDCG@10"] <= 1.0 and 0.0 <= row["RR(rel=2)@10"] <= 1.0
+    for split in ("dev", "test"):
+        for step in (0, 2, 4):
+            run = read_run(job / "runs" / f"{split}-step{step}.trec")
+            assert len(run) == {"dev": 43, "test": 54}[split] and all(len(s) == 10 for s in run.values())
+            assert (job / "checkpoints" / f"step-{step}" / "adapter_model.safetensors").is_file()
+    assert str(job) in result.stdout  # says where the results are
+
+
+def test_wandb_offline_run_with_config_and_metrics(tiny_job):
+    job, _ = tiny_job
+    (run_dir,) = list((job / "wandb").glob("offline-run-*"))  # one run per job, offline
+    records = (run_dir / f"run-{run_dir.name.split('-')[-1]}.wandb").read_bytes()
+    assert b"tiny_llama" in records and b"eval_depth" in records  # the resolved config
+    assert b"dev/nDCG@10" in records and b"dev/first-stage/nDCG@10" in records
+    assert b"model=tiny_llama" in records  # a tag to filter the grid by
+
+
+def test_reloaded_checkpoint_gives_identical_scores(tiny_job):
+    job, _ = tiny_job
+    cfg = OmegaConf.load(job / ".hydra" / "config.yaml")
+    base, tokenizer = load_backbone(cfg.model)
+    reranker = Reranker.load(job / "checkpoints" / "step-4", base)
+    data = RerankDataModule(load_collection(cfg.data), tokenizer, cfg.data, cfg.seed)
+    rescored = score(reranker, data.eval_batches("dev"))
+    written = read_run(job / "runs" / "dev-step4.trec")
+    pairs = [(q, p) for q in written for p in written[q]]
+    assert torch.allclose(
+        torch.tensor([rescored[q][p] for q, p in pairs]), torch.tensor([written[q][p] for q, p in pairs]), atol=1e-5
+    )
+    # the adapter really was trained: step 0 and step 4 score differently
+    first = read_run(job / "runs" / "dev-step0.trec")
+    assert any(abs(first[q][p] - written[q][p]) > 1e-4 for q, p in pairs)
+
+
+def test_same_seed_same_metrics(tiny_job, tmp_path):
+    from conftest import run_module
+
+    job, _ = tiny_job
+    args = [a for a in TINY if not a.startswith("logger")] + ["schedule.final=true", "logger=none"]
+    again = run_module("rerank_lora.run", args, tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    (job2,) = job_dirs(tmp_path)
+    assert metrics_rows(job2) == metrics_rows(job)
+
+
+def test_multirun_of_four_jobs_gets_four_folders_and_a_summary(run, tmp_path):
+    args = ["-m", *TINY, "model=tiny_llama,tiny_mistral", "lora.rank=1,2"]
+    result = run("rerank_lora.run", args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = job_dirs(tmp_path)
+    assert len(jobs) == 4 and len({j.name for j in jobs}) == 4
+    assert all(json.loads((j / "status.json").read_text())["status"] == "completed" for j in jobs)
+    (summary,) = list(tmp_path.glob("outputs/multirun/*/summary.csv"))
+    rows = list(csv.DictReader(summary.open()))
+    # per job: 2 splits x (first-stage + steps 0 and 2)
+    assert len(rows) == 4 * 2 * 3
+    assert {r["overrides"] for r in rows} == {
+        f"model={m} lora.rank={r}" for m in ("tiny_llama", "tiny_mistral") for r in (1, 2)
+    } or len({r["job"] for r in rows}) == 4
+    assert "sweep summary" in result.stdout
+
+
+def test_two_runs_in_the_same_second_never_share_a_folder(tmp_path):
+    import subprocess
+    import sys
+
+    # two processes composing the run dir at once: the per-process token keeps them apart
+    code = (
+        "import rerank_lora; from hydra import compose, initialize_config_dir; from rerank_lora.run import CONF_DIR;"
+        "from omegaconf import OmegaConf\n"
+        "with initialize_config_dir(str(CONF_DIR), version_base=None):\n"
+        "    cfg = compose('config', return_hydra_config=True)\n"
+        "print(OmegaConf.select(cfg, 'hydra.run.dir').split('_')[-1])"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    tokens = {p.communicate()[0].strip() for p in procs}
+    assert len(tokens) == 2
+
+
+@pytest.mark.parametrize("model", ["tiny_llama", "tiny_mistral", "tiny_pythia"])
+@pytest.mark.parametrize("targets", ["attn", "mlp", "all"])
+def test_every_family_and_target_group_adapts_the_named_projections(model, targets):
+    from rerank_lora.adapters import add_lora
+
+    with initialize_config_dir(str(CONF_DIR), version_base=None):
+        cfg = compose("config", overrides=[f"model={model}", f"targets={targets}", "lora.layers=[1]"])
+    backbone, _ = load_backbone(cfg.model)
+    peft_model = add_lora(backbone, cfg.lora, cfg.targets, cfg.model)
+    adapted = {n.split(".lora_A")[0] for n, _ in peft_model.named_parameters() if ".lora_A" in n}
+    expected = list(cfg.model.modules.attn) * (targets != "mlp") + list(cfg.model.modules.mlp) * (targets != "attn")
+    assert {a.split(".")[-1] for a in adapted} == set(expected)
+    assert all(".layers.1." in a for a in adapted)  # lora.layers=[1]: nothing on layer 0
