@@ -11,6 +11,7 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
 
 from rerank_lora.adapters import add_lora
 from rerank_lora.backbone import load_backbone
@@ -78,6 +79,10 @@ def main(cfg: DictConfig) -> None:
     except InputError as err:
         write_status(out_dir, "failed", str(err))
         raise SystemExit(f"error: {err}") from None
+    except MissingMandatoryValue as err:
+        message = f"{err.full_key} is required and has no value; give it, e.g. {err.full_key}=PATH"
+        write_status(out_dir, "failed", message)
+        raise SystemExit(f"error: {message}") from None
     except BaseException as err:
         write_status(out_dir, "failed", f"{type(err).__name__}: {err}")
         raise

@@ -71,6 +71,10 @@ def test_malformed_data_file_names_file_and_line(run, tmp_path):
     assert_clean_failure(run("rerank_lora.run", [*TINY, *args]), tmp_path, "qrels.tsv:2", "malformed")
 
 
+def test_data_trec_without_paths_names_the_missing_key(run, tmp_path):
+    assert_clean_failure(run("rerank_lora.run", [*TINY, "data=trec"]), tmp_path, "data.queries is required")
+
+
 def test_missing_data_file_is_named(run, tmp_path):
     assert_clean_failure(run("rerank_lora.run", [*TINY, f"data.corpus={tmp_path / 'nowhere.jsonl'}"]), tmp_path, "nowhere.jsonl")
 
