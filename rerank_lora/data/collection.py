@@ -134,6 +134,13 @@ class Collection:
 
 def load_collection(paths) -> Collection:
     """Read every file named in `paths` (corpus, queries, qrels, candidates, triples?) and cross-check ids."""
+    loader = paths.get("loader", "files")
+    if loader == "msmarco":  # data=msmarco: Tevatron train rows and ir_datasets eval splits, see data/msmarco.py
+        from rerank_lora.data.msmarco import load_msmarco
+
+        return load_msmarco(paths)
+    if loader != "files":
+        raise InputError(f"data.loader={loader!r}; accepted: files, msmarco")
     queries, splits = read_queries(paths.queries)
     collection = Collection(
         corpus=read_corpus(paths.corpus),
