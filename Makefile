@@ -37,3 +37,10 @@ bench: setup  ## scoring and training pairs/s for SmolLM2 on this machine
 
 clean:  ## remove outputs (keeps the venv and the model cache)
 	rm -rf outputs/runs outputs/multirun
+
+.PHONY: slurm-up slurm-down
+slurm-up:  ## start a single-node SLURM with accounting on localhost, files in .slurm/ (apt-installs it if missing)
+	scripts/slurm.sh up
+
+slurm-down:  ## stop the SLURM that slurm-up started
+	scripts/slurm.sh down
