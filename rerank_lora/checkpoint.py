@@ -1,0 +1,87 @@
+"""A trained job rebuilt from its checkpoint folders (`<job>/checkpoints/step-N/`) with the code paths run.py
+uses: the job's config, its data, the base backbone with a checkpoint's adapter and head. One model is
+loaded; `switch_to` puts another checkpoint's weights into it in place."""
+
+import json
+import re
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from peft import set_peft_model_state_dict
+from safetensors.torch import load_file
+
+from rerank_lora.backbone import load_backbone
+from rerank_lora.data.collection import load_collection
+from rerank_lora.data.datamodule import RerankDataModule
+from rerank_lora.errors import InputError
+from rerank_lora.reranker import HEAD_FILE, Reranker
+
+INFO_FILE = "reranker.json"
+ADAPTER_FILE = "adapter_model.safetensors"
+
+
+def step_of(folder: Path) -> int:
+    info = json.loads((folder / INFO_FILE).read_text())
+    if "step" in info:
+        return int(info["step"])
+    match = re.fullmatch(r"step-(\d+)", folder.name)
+    return int(match.group(1)) if match else -1
+
+
+def checkpoint_folders(path, every: bool) -> list[Path]:
+    """The checkpoint folders `path` names: a checkpoint folder itself, or a job folder's checkpoints
+    (all of them, by step, when `every`; else its last one)."""
+    folder = Path(str(path)).expanduser()
+    if (folder / INFO_FILE).is_file():
+        return [folder]
+    if not folder.is_dir():
+        raise InputError(f"checkpoint={path}: no such folder; give <job>/checkpoints/step-N or a job folder")
+    found = sorted((f for f in (folder / "checkpoints").glob("step-*") if (f / INFO_FILE).is_file()), key=step_of)
+    if not found:
+        raise InputError(
+            f"checkpoint={path}: neither a checkpoint folder (with {INFO_FILE}) nor a job folder with checkpoints/step-N"
+        )
+    return found if every else found[-1:]
+
+
+def job_config(folder: Path) -> tuple[DictConfig, Path]:
+    """The job's config (reranker.json points to it, `../../.hydra/config.yaml`) and the job folder."""
+    info = json.loads((folder / INFO_FILE).read_text())
+    path = (folder / info.get("config", "../../.hydra/config.yaml")).resolve()
+    if not path.is_file():
+        raise InputError(f"{folder}: the job's config {path} is missing")
+    return OmegaConf.load(path), path.parent.parent
+
+
+class TrainedJob:
+    """The reranker of one checkpoint on a once-loaded base backbone, and the job's data reranking `splits`
+    at `depth` (null: the job's data.eval_depth)."""
+
+    def __init__(self, folder: Path, splits: list[str], depth: int | None = None):
+        self.cfg, self.job_dir = job_config(folder)
+        data_cfg = self.cfg.data.copy()
+        data_cfg.eval_splits = list(dict.fromkeys(splits))
+        if depth is not None:
+            if not isinstance(depth, int) or depth < 1:
+                raise InputError(f"depth={depth!r}; accepted: an integer >= 1 (null: the job's data.eval_depth)")
+            data_cfg.eval_depth = depth
+        self.depth = data_cfg.eval_depth
+        collection = load_collection(data_cfg)
+        base, tokenizer = load_backbone(self.cfg.model)
+        self.reranker = Reranker.load(folder, base).eval()
+        self.data = RerankDataModule(collection, tokenizer, data_cfg, self.cfg.seed)
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.reranker.to(self.device)
+        self.folder, self.step = folder, step_of(folder)
+        self._adapter_config = (folder / "adapter_config.json").read_text()
+
+    def switch_to(self, folder: Path) -> None:
+        """Another checkpoint of the same job: its LoRA and head weights copied into the loaded model."""
+        if folder == self.folder:
+            return
+        if json.loads((folder / "adapter_config.json").read_text()) != json.loads(self._adapter_config):
+            raise InputError(f"{folder}: its adapter config differs from {self.folder}'s; run it on its own")
+        set_peft_model_state_dict(self.reranker.backbone, load_file(folder / ADAPTER_FILE, device=str(self.device)))
+        self.reranker.head.load_state_dict(load_file(folder / HEAD_FILE, device=str(self.device)))
+        self.folder, self.step = folder, step_of(folder)

@@ -1,0 +1,136 @@
+"""What a sweep folder holds, cell by cell: each job's config, metrics.jsonl, TREC runs (per-query measures
+for significance tests) and the tables that ablate / probe / adapter_stats wrote beside its checkpoints."""
+
+import json
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from rerank_lora.data.collection import read_qrels, read_run
+from rerank_lora.errors import InputError
+from rerank_lora.results import read_metrics
+from rerank_lora.significance import per_query
+from rerank_lora.tables import read_csv
+
+TARGET_ORDER = {"attn": 0, "mlp": 1, "all": 2}
+_QRELS: dict[str, dict] = {}
+
+
+def _qrels(path: str) -> dict:
+    if path not in _QRELS:
+        _QRELS[path] = read_qrels(path)
+    return _QRELS[path]
+
+
+@dataclass
+class Cell:
+    job: Path
+    cfg: DictConfig
+    label: str = ""
+    _per_query: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def model(self) -> str:
+        return str(self.cfg.model.name)
+
+    @property
+    def rank(self) -> int:
+        return int(self.cfg.lora.rank)
+
+    @property
+    def targets(self) -> str:
+        modules = self.cfg.targets.modules
+        return modules if isinstance(modules, str) else "+".join(modules)
+
+    @property
+    def depth(self) -> int:
+        return int(self.cfg.data.eval_depth)
+
+    @property
+    def status(self) -> str:
+        path = self.job / "status.json"
+        return json.loads(path.read_text()).get("status", "?") if path.is_file() else "unknown"
+
+    @cached_property
+    def metrics(self) -> list[dict]:
+        return read_metrics(self.job)
+
+    def splits(self) -> list[str]:
+        return list(dict.fromkeys(r["split"] for r in self.metrics))
+
+    def steps(self, split: str | None = None) -> list[int]:
+        return sorted({r["step"] for r in self.metrics if r["ranker"] == "model" and split in (None, r["split"])})
+
+    @property
+    def final_step(self) -> int | None:
+        steps = self.steps()
+        return steps[-1] if steps else None
+
+    def value(self, split: str, step: int | None, measure: str) -> float | None:
+        ranker = "first-stage" if step is None else "model"
+        found = [r for r in self.metrics if r["split"] == split and r["ranker"] == ranker and r["step"] == step]
+        return found[-1].get(measure) if found else None
+
+    def curve(self, split: str, measure: str) -> tuple[list[int], list[float]]:
+        steps = self.steps(split)
+        return steps, [self.value(split, s, measure) for s in steps]
+
+    def per_query(self, split: str, step: int | None, measures) -> dict[str, dict[str, float]] | None:
+        """{measure: {qid: value}} of the run at `step` (None: the first stage), from runs/*.trec and the qrels."""
+        key = (split, step, tuple(measures))
+        if key not in self._per_query:
+            name = f"{split}-first-stage.trec" if step is None else f"{split}-step{step}.trec"
+            path = self.job / "runs" / name
+            self._per_query[key] = (
+                per_query(_qrels(str(self.cfg.data.qrels)), read_run(path), measures) if path.is_file() else None
+            )
+        return self._per_query[key]
+
+    def checkpoints(self) -> list[tuple[int, Path]]:
+        found = []
+        for folder in (self.job / "checkpoints").glob("step-*"):
+            match = re.fullmatch(r"step-(\d+)", folder.name)
+            if match:
+                found.append((int(match.group(1)), folder))
+        return sorted(found)
+
+    def table(self, name: str, step: int | None = None) -> tuple[int, list[dict]] | None:
+        """(step, rows) of `name` (e.g. ablation-layers.csv) at `step`, or at the last checkpoint that has it."""
+        for found_step, folder in reversed(self.checkpoints()):
+            if (step is None or found_step == step) and (folder / name).is_file():
+                return found_step, read_csv(folder / name)
+        return None
+
+    def tables(self, name: str) -> list[tuple[int, list[dict]]]:
+        """(step, rows) of `name` at every checkpoint that has it."""
+        return [(s, read_csv(f / name)) for s, f in self.checkpoints() if (f / name).is_file()]
+
+
+def load_sweep(path) -> list[Cell]:
+    """Every job folder in `path` (a sweep or multirun folder, or one job folder), ordered model, targets, rank."""
+    root = Path(str(path)).expanduser()
+    if not root.is_dir():
+        raise InputError(f"sweep={path}: no such folder")
+    configs = sorted(
+        {p.parent.parent for p in root.glob(".hydra/config.yaml")}
+        | {p.parent.parent for p in root.glob("*/.hydra/config.yaml")}
+        | {p.parent.parent for p in root.glob("*/*/.hydra/config.yaml")}
+    )
+    jobs = [j for j in configs if (j / "metrics.jsonl").is_file()]
+    if not jobs:
+        raise InputError(f"sweep={path}: no job folders (with .hydra/config.yaml and metrics.jsonl) in it")
+    cells = [Cell(job, OmegaConf.load(job / ".hydra" / "config.yaml")) for job in jobs]
+    for cell in cells:
+        layers = cell.cfg.lora.get("layers")
+        cell.label = f"{cell.model} r{cell.rank} {cell.targets}" + (f" L{list(layers)}" if layers else "")
+    seen: dict[str, int] = {}
+    for cell in cells:
+        seen[cell.label] = seen.get(cell.label, 0) + 1
+    for cell in cells:
+        if seen[cell.label] > 1:
+            cell.label = f"{cell.label} ({cell.job.name})"
+    cells.sort(key=lambda c: (c.model, TARGET_ORDER.get(c.targets, 3), c.targets, c.rank, c.label))
+    return cells

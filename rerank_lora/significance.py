@@ -1,0 +1,43 @@
+"""Per-query measures (ir_measures `iter_calc`) and two-sided paired t-tests between rankers over the same
+queries, with Holm's correction for the number of comparisons made together."""
+
+import math
+
+import ir_measures
+from scipy import stats
+
+from rerank_lora.metrics import parse_measures
+
+
+def per_query(qrels: dict, run: dict, names) -> dict[str, dict[str, float]]:
+    """{measure: {qid: value}} over the run's judged queries (the queries `metrics.compute` averages)."""
+    measures = parse_measures(names)
+    judged = {q: qrels[q] for q in run if q in qrels}
+    values = {str(m): dict.fromkeys(judged, 0.0) for m in measures}
+    for row in ir_measures.iter_calc(measures, judged, {q: run[q] for q in judged}):
+        values[str(row.measure)][row.query_id] = float(row.value)
+    return values
+
+
+def paired_t(a: dict[str, float], b: dict[str, float]) -> tuple[float, float, int]:
+    """Mean of a - b over the shared queries, the two-sided paired t-test's p-value, and the number of queries.
+    Identical scores on every query give p = 1."""
+    qids = sorted(set(a) & set(b))
+    if len(qids) < 2:
+        return math.nan, math.nan, len(qids)
+    diffs = [a[q] - b[q] for q in qids]
+    mean = sum(diffs) / len(diffs)
+    if all(abs(d - diffs[0]) < 1e-12 for d in diffs):
+        return mean, 1.0 if abs(mean) < 1e-12 else 0.0, len(qids)
+    return mean, float(stats.ttest_rel([a[q] for q in qids], [b[q] for q in qids]).pvalue), len(qids)
+
+
+def holm(pvalues: list[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values (same order; NaN stays NaN and does not count as a comparison)."""
+    order = sorted((p, i) for i, p in enumerate(pvalues) if not math.isnan(p))
+    adjusted = [math.nan] * len(pvalues)
+    running = 0.0
+    for rank, (p, index) in enumerate(order):
+        running = max(running, min(1.0, (len(order) - rank) * p))
+        adjusted[index] = running
+    return adjusted

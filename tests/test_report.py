@@ -1,0 +1,186 @@
+"""The sweep report on a tiny 2 x 2 grid (rank 1, 2 x attention, MLP LoRA) with ablations, probes and adapter
+statistics: `make report` writes one static HTML file whose every image loads in headless Chromium and whose
+tables carry Holm-corrected paired tests."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from trained_tiny import ONE_THREAD, one_thread
+
+from conftest import ROOT, TINY, job_dirs, run_module
+from rerank_lora import ablate, adapter_stats, metrics, probe, report
+from rerank_lora.data.collection import read_qrels, read_run
+from rerank_lora.significance import holm, paired_t, per_query
+
+single_thread = pytest.fixture(scope="module", autouse=True)(one_thread)
+TABLES = (
+    "cells-table",
+    "first-stage-tests",
+    "rank-tests",
+    "target-tests",
+    "ablation-layers",
+    "ablation-modules",
+    "boundary-table",
+    "probe-table",
+    "adapter-table",
+)
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+]
+# Appended to a copy of the report: after the page has loaded, write each image's load status into the DOM.
+IMAGE_CHECK = """<script>window.addEventListener('load', function () {
+  var out = document.createElement('pre'); out.id = 'image-check';
+  out.textContent = JSON.stringify(Array.from(document.images).map(function (i) { return [i.alt, i.complete, i.naturalWidth]; }));
+  document.body.appendChild(out);
+});</script>"""
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    cwd = tmp_path_factory.mktemp("sweep")
+    result = run_module("rerank_lora.run", ["-m", *TINY, "lora.rank=1,2", "targets=attn,mlp"], cwd, ONE_THREAD)
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = job_dirs(cwd)
+    assert len(jobs) == 4
+    ablate.ablate([f"checkpoint={jobs[0]}", "ablation=[modules,layers,boundary]", "boundary.queries=8"])
+    ablate.ablate([f"checkpoint={jobs[1]}", "ablation=layers"])
+    probe.probe([f"checkpoint={jobs[0]}", "fit=true", "fit_groups=8"])
+    for job in jobs:
+        adapter_stats.adapter_stats([f"checkpoint={job}"])
+    return jobs[0].parent
+
+
+@pytest.fixture(scope="module")
+def made(sweep):
+    """`make report SWEEP=...` (its setup prerequisite taken as done: the venv running this test)."""
+    command = [
+        "make",
+        "-s",
+        "-C",
+        str(ROOT),
+        "-o",
+        ".venv/.installed",
+        "report",
+        f"SWEEP={sweep}",
+        f"BIN={Path(sys.executable).parent}",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env={**os.environ, **ONE_THREAD})
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    path = sweep / "report.html"
+    assert f"wrote {path}" in result.stdout
+    return path
+
+
+def chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not found:
+        pytest.skip("chromium is not installed: run scripts/install-chromium.sh (make chromium)")
+    return found
+
+
+def test_every_image_of_the_report_loads_in_headless_chromium(made, tmp_path):
+    browser = chromium()
+    page = made.read_text()
+    images = len(re.findall(r"<img ", page))
+    assert images >= 10 and "http://" not in page and "https://" not in page  # offline: nothing to fetch
+    checked = tmp_path / "check.html"
+    checked.write_text(page.replace("</body>", IMAGE_CHECK + "</body>"))
+    profile = tmp_path / "profile"
+    profile.mkdir()
+    result = subprocess.run(
+        [browser, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--dump-dom", checked.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    found = re.search(r'<pre id="image-check">(.*?)</pre>', result.stdout, re.S)
+    assert found, result.stderr[-2000:]
+    status = json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+    assert len(status) == images
+    assert all(complete and width > 0 for _, complete, width in status), status
+    for table in TABLES:
+        assert f'<table id="{table}">' in result.stdout, table
+    shot = made.with_name("report.png")  # for people: what the report looks like
+    subprocess.run(
+        [
+            browser,
+            *CHROMIUM_FLAGS,
+            f"--user-data-dir={profile}",
+            "--window-size=1300,2400",
+            f"--screenshot={shot}",
+            made.as_uri(),
+        ],
+        capture_output=True,
+        timeout=120,
+    )
+    assert shot.is_file() and shot.stat().st_size > 10_000
+
+
+def rows_of(page: str, table: str) -> list[list[str]]:
+    body = re.search(rf'<table id="{table}">.*?<tbody>(.*?)</tbody>', page, re.S).group(1)
+    return [re.findall(r"<td[^>]*>(.*?)</td>", row) for row in re.findall(r"<tr>(.*?)</tr>", body)]
+
+
+def test_report_compares_ranks_and_targets_with_holm_corrected_tests(made):
+    page = made.read_text()
+    cells = rows_of(page, "cells-table")
+    assert [c[0] for c in cells] == [
+        "first stage",
+        "tiny_llama r1 attn",
+        "tiny_llama r2 attn",
+        "tiny_llama r1 mlp",
+        "tiny_llama r2 mlp",
+    ]
+    ranks = rows_of(page, "rank-tests")
+    assert {(r[0], r[1], r[2]) for r in ranks} == {
+        (f"tiny_llama r1 {t}", f"tiny_llama r2 {t}", s) for t in ("attn", "mlp") for s in ("dev", "test")
+    }
+    targets = rows_of(page, "target-tests")
+    assert {(r[0], r[1]) for r in targets} == {(f"tiny_llama r{k} attn", f"tiny_llama r{k} mlp") for k in (1, 2)}
+    assert all(r[3] in ("43", "54") and 0 <= float(r[5]) <= 1 for r in ranks + targets)
+    assert len(rows_of(page, "boundary-table")) == 1 and len(rows_of(page, "probe-table")) == 4
+    assert not re.search(r"No [\w.-]+ found", page)  # every section found its tables
+
+
+def test_per_query_values_average_to_the_reported_metrics_and_holm_is_step_down():
+    from conftest import MINI
+
+    qrels = read_qrels(MINI / "qrels.tsv")
+    run = {q: s for q, s in read_run(MINI / "candidates.tsv").items() if q in qrels}
+    names = ["nDCG@10", "RR(rel=2)@10"]
+    values, means = per_query(qrels, run, names), metrics.compute(qrels, run, names)
+    for name in names:
+        assert sum(values[name].values()) / len(values[name]) == pytest.approx(means[name], abs=1e-12)
+    assert holm([0.01, 0.04, 0.03, float("nan")])[:3] == pytest.approx([0.03, 0.06, 0.06])
+    assert paired_t({"a": 1, "b": 0.5}, {"a": 1, "b": 0.5})[1] == 1.0
+
+
+@pytest.mark.parametrize(
+    "args,phrase",
+    [
+        (["sweep=/nonexistent"], "no such folder"),
+        ([], "missing sweep"),
+        (["sweep="], "missing sweep"),
+        (["sweep=."], "no job folders"),
+    ],
+)
+def test_bad_input_is_one_error_line(args, phrase, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["report", *args])
+    with pytest.raises(SystemExit) as exit_info:
+        report.main()
+    assert str(exit_info.value.code).startswith("error: ") and phrase in str(exit_info.value.code)
