@@ -44,3 +44,10 @@ slurm-up:  ## start a single-node SLURM with accounting on localhost, files in .
 
 slurm-down:  ## stop the SLURM that slurm-up started
 	scripts/slurm.sh down
+
+.PHONY: report chromium
+report: setup  ## static report.html for a sweep: plots + paired significance tests (SWEEP=sweep or job folder)
+	$(BIN)/python -m rerank_lora.report sweep=$(SWEEP) $(ARGS)
+
+chromium:  ## install Debian's chromium (the headless browser the report test opens report.html in)
+	scripts/install-chromium.sh
