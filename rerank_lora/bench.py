@@ -1,8 +1,12 @@
 """Speed of the default model on this machine: scoring and training pairs/s, with and without
-length-sorted padding. `make bench` (ARGS='model=tiny_llama' etc. are Hydra overrides)."""
+length-sorted padding, and a job's fixed start-up cost. `make bench` (ARGS='model=tiny_llama' or
+'trainer=gpu' are Hydra overrides)."""
 
 import json
+import re
+import subprocess
 import sys
+import tempfile
 import time
 
 import torch
@@ -30,25 +34,41 @@ def scoring_rate(reranker, data, sort: bool, merge: bool) -> float:
     return pairs / (time.perf_counter() - start)
 
 
-def training_rate(reranker, data, pad_to_max: bool) -> float:
+def first_step_seconds(overrides: list[str]) -> float:
+    """A real job through the entry point (1 step, 1 dev query): seconds from its process start to its
+    first training step, as the job itself logs it: a sweep cell's fixed overhead."""
+    args = ["trainer.max_steps=1", "schedule=final", "data.eval_depth=1", "data.eval_splits=[dev]", "logger=none"]
+    with tempfile.TemporaryDirectory() as out:
+        job = subprocess.run(
+            [sys.executable, "-m", "rerank_lora.run", *args, *overrides, f"hydra.run.dir={out}"],
+            capture_output=True, text=True, check=True,
+        )
+    return float(re.search(r"first training step (\S+) s after", job.stderr + job.stdout).group(1))
+
+
+def training_rate(reranker, data, pad_to_max: bool, device: torch.device) -> float:
     optimizer = torch.optim.AdamW([p for p in reranker.parameters() if p.requires_grad], lr=1e-4)
     reranker.train()
-    groups = [data.train_set[i] for i in range(TRAIN_STEPS * data.cfg.queries_per_batch)]
+    groups = [data.train_set.group(i) for i in range(TRAIN_STEPS * data.cfg.queries_per_batch)]
     per_step = data.cfg.queries_per_batch
     start = time.perf_counter()
     for step in range(TRAIN_STEPS):
         pairs = [p for g in groups[step * per_step : (step + 1) * per_step] for p in g]
-        batch = pad(pairs, data.pad_id, data.cfg.max_length if pad_to_max else None)
-        loss = _loss(reranker, batch)
+        batch = {k: v.to(device) for k, v in pad(pairs, data.pad_id, data.cfg.max_length if pad_to_max else None).items()}
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            loss = _loss(reranker, batch)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
     return TRAIN_STEPS * per_step * data.cfg.group_size / (time.perf_counter() - start)
 
 
 def _loss(reranker, batch):
     scores = reranker(batch["input_ids"], batch["attention_mask"]).view(-1, reranker.group_size)
-    return torch.nn.functional.cross_entropy(scores, torch.zeros(scores.size(0), dtype=torch.long))
+    target = torch.zeros(scores.size(0), dtype=torch.long, device=scores.device)
+    return torch.nn.functional.cross_entropy(scores, target)
 
 
 def main(overrides: list[str]) -> dict:
@@ -58,11 +78,13 @@ def main(overrides: list[str]) -> dict:
     start = time.perf_counter()
     backbone, tokenizer = load_backbone(cfg.model)
     load_seconds = time.perf_counter() - start
-    reranker = Reranker(add_lora(backbone, cfg.lora, cfg.targets, cfg.model), cfg.data.group_size, cfg.optim)
+    device = torch.device("cuda" if cfg.trainer.accelerator in ("gpu", "cuda") else "cpu")
+    reranker = Reranker(add_lora(backbone, cfg.lora, cfg.targets, cfg.model), cfg.data.group_size, cfg.optim).to(device)
     data = RerankDataModule(load_collection(cfg.data), tokenizer, cfg.data, cfg.seed)
     data.first_stage = {"dev": dict(list(data.first_stage["dev"].items())[:SCORED_QUERIES])}
     report = {
         "model": cfg.model.name,
+        "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
         "threads": torch.get_num_threads(),
         "model_load_s": round(load_seconds, 2),
         "scoring_pairs_per_s": {
@@ -71,9 +93,10 @@ def main(overrides: list[str]) -> dict:
             "fixed_max_length": scoring_rate(reranker, data, sort=False, merge=False),
         },
         "training_pairs_per_s": {
-            "padded_to_longest": training_rate(reranker, data, pad_to_max=False),
-            "padded_to_max_length": training_rate(reranker, data, pad_to_max=True),
+            "padded_to_longest": training_rate(reranker, data, pad_to_max=False, device=device),
+            "padded_to_max_length": training_rate(reranker, data, pad_to_max=True, device=device),
         },
+        "job_start_to_first_training_step_s": first_step_seconds(overrides),
     }
     print(json.dumps(report, indent=2, default=lambda v: round(v, 2)))
     return report

@@ -30,7 +30,9 @@ class Evaluator:
     def model(self, reranker, step: int) -> dict[str, dict[str, float]]:
         results = {}
         for split, batches in self.batches.items():
-            run = score(reranker, batches, desc=f"scoring {split} @ step {step}")
+            # merge=False: merging and unmerging leaves rounding drift in the base weights, and a resumed
+            # run (fresh base weights) must continue exactly as an uninterrupted one would
+            run = score(reranker, batches, desc=f"scoring {split} @ step {step}", merge=False)
             write_run(run, self.out_dir / "runs" / f"{split}-step{step}.trec", f"step{step}")
             results[split] = self._record(split, step, "model", run)
         return results
@@ -59,10 +61,13 @@ def score(reranker, batches, desc: str = "scoring", merge: bool = True) -> dict[
         reranker.backbone.merge_adapter()
     device = next(reranker.parameters()).device
     run: dict[str, dict[str, float]] = {}
+    bf16 = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")  # as training does
     try:
         for batch in tqdm(batches, desc=desc, unit="batch", leave=False):
             inputs = {k: v.to(device) for k, v in batch.inputs.items()}
-            for qid, pid, value in zip(batch.qids, batch.pids, reranker(**inputs).tolist()):
+            with bf16:
+                scores = reranker(**inputs).tolist()
+            for qid, pid, value in zip(batch.qids, batch.pids, scores):
                 run.setdefault(qid, {})[pid] = value
     finally:
         if merge:

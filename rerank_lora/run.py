@@ -2,6 +2,7 @@
 
 import json
 import logging
+import warnings
 from pathlib import Path
 
 import hydra
@@ -13,6 +14,7 @@ from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
+from rerank_lora import resume
 from rerank_lora.adapters import add_lora
 from rerank_lora.backbone import load_backbone
 from rerank_lora.data.collection import load_collection
@@ -22,8 +24,11 @@ from rerank_lora.evaluation import Evaluator
 from rerank_lora.reranker import Reranker
 from rerank_lora.results import print_results
 from rerank_lora.schedule import CheckpointSchedule, checkpoint_steps
+from rerank_lora.startup import FirstStepTimer
 
 log = logging.getLogger(__name__)
+# The training stream is indexed by the restored step (data/datamodule.py), so a mid-epoch resume is exact.
+warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 
@@ -31,16 +36,30 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path) -> None:
     L.seed_everything(cfg.seed, workers=True)
     collection = load_collection(cfg.data)  # bad data fails here, before any model loads
     steps = checkpoint_steps(cfg.schedule, cfg.trainer.max_steps)
+    if resume.is_complete(out_dir, steps, cfg.data.eval_splits):
+        log.info("every checkpoint of %s is evaluated already: skipping", out_dir)
+        return
+    trainer_state, resumed_step = resume.last_trainer_state(out_dir)
+    if trainer_state:
+        log.info("resuming from %s", trainer_state)
+        resume.keep_metrics_until(out_dir, resumed_step)
     backbone, tokenizer = load_backbone(cfg.model)
     reranker = Reranker(add_lora(backbone, cfg.lora, cfg.targets, cfg.model), cfg.data.group_size, cfg.optim)
     data = RerankDataModule(collection, tokenizer, cfg.data, cfg.seed)
     logger = make_logger(cfg, out_dir)
     evaluator = Evaluator(data, out_dir, cfg.measures, logger or None)
     evaluator.first_stage()
-    schedule = CheckpointSchedule(steps, evaluator, out_dir, {"model": cfg.model.name, "config": "../../.hydra/config.yaml"})
-    trainer = instantiate(cfg.trainer, logger=logger, callbacks=[schedule], default_root_dir=out_dir)
+    info = {"model": cfg.model.name, "config": "../../.hydra/config.yaml"}
+    schedule = CheckpointSchedule(steps, evaluator, out_dir, info, resumed_step)
+    # A resumed run's first epoch ends early (Lightning counts the restored batches); reloading then
+    # restarts the training stream at the current step.
+    trainer = instantiate(
+        cfg.trainer, logger=logger, callbacks=[schedule, FirstStepTimer()], default_root_dir=out_dir,
+        reload_dataloaders_every_n_epochs=1,
+    )
     try:
-        trainer.fit(reranker, datamodule=data)
+        # weights_only=False: our own trainer.ckpt holds RNG states (numpy objects) beside the tensors
+        trainer.fit(reranker, datamodule=data, ckpt_path=trainer_state, weights_only=False)
     finally:
         if isinstance(logger, WandbLogger):
             logger.experiment.finish()  # one W&B run per job, also in a multirun in one process
@@ -62,9 +81,11 @@ def make_logger(cfg: DictConfig, out_dir: Path):
 
 
 def tags(cfg: DictConfig) -> list[str]:
-    """W&B tags for filtering a grid: model, rank, targets, schedule."""
+    """W&B tags for filtering a grid: model, rank, targets, schedule, data."""
     targets = cfg.targets.modules if isinstance(cfg.targets.modules, str) else "+".join(cfg.targets.modules)
-    return [f"model={cfg.model.name}", f"rank={cfg.lora.rank}", f"targets={targets}", f"data={cfg.data.name}"]
+    schedule = HydraConfig.get().runtime.choices.get("schedule", "custom")
+    return [f"model={cfg.model.name}", f"rank={cfg.lora.rank}", f"targets={targets}", f"schedule={schedule}",
+            f"data={cfg.data.name}"]
 
 
 def write_status(out_dir: Path, status: str, error: str | None = None) -> None:
@@ -76,18 +97,27 @@ def main(cfg: DictConfig) -> None:
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         train_and_evaluate(cfg, out_dir)
-    except InputError as err:
-        write_status(out_dir, "failed", str(err))
-        raise SystemExit(f"error: {err}") from None
-    except MissingMandatoryValue as err:
-        message = f"{err.full_key} is required and has no value; give it, e.g. {err.full_key}=PATH"
+    except Exception as err:
+        expected = isinstance(err, InputError | MissingMandatoryValue)
+        message = explain(err) if expected else f"{type(err).__name__}: {err}"
         write_status(out_dir, "failed", message)
-        raise SystemExit(f"error: {message}") from None
-    except BaseException as err:
-        write_status(out_dir, "failed", f"{type(err).__name__}: {err}")
+        if HydraConfig.get().mode == RunMode.MULTIRUN:  # the other cells go on; the summary counts this one
+            log.error("error: %s", message, exc_info=not expected)
+            return
+        if expected:
+            raise SystemExit(f"error: {message}") from None
+        raise
+    except BaseException as err:  # interrupted: never leave a folder that looks finished
+        write_status(out_dir, "failed", type(err).__name__)
         raise
     write_status(out_dir, "completed")
     print_results(out_dir)
+
+
+def explain(err: Exception) -> str:
+    if isinstance(err, MissingMandatoryValue):
+        return f"{err.full_key} is required and has no value; give it, e.g. {err.full_key}=PATH"
+    return str(err)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Training groups (1 positive + negatives per query) and length-sorted eval batches over a Collection."""
 
+import functools
 import random
 from dataclasses import dataclass
 
@@ -21,12 +22,13 @@ class EvalBatch:
     inputs: dict[str, torch.Tensor]
 
 
-class TrainGroups(Dataset):
-    """One item per training query: its token ids for [positive, negative, ...], drawn reproducibly
-    from (seed, epoch, index)."""
+class TrainGroups:
+    """The training stream: group k is query k % n of pass k // n over the training queries (each pass
+    in its own seeded order), with token ids for [positive, negative, ...] drawn from (seed, pass, k).
+    A function of k alone, so a resumed run picks up exactly where the interrupted one stopped."""
 
     def __init__(self, collection: Collection, data_cfg, encoder: PairEncoder, seed: int):
-        self.group_size, self.seed, self.epoch = data_cfg.group_size, seed, 0
+        self.group_size, self.seed = data_cfg.group_size, seed
         self.sources = _check_sources(data_cfg.negatives)
         self.positives, self.negatives = _train_pairs(collection, data_cfg)
         self.qids = sorted(self.positives)
@@ -37,14 +39,17 @@ class TrainGroups(Dataset):
         self.passage_ids = dict(zip(pids, encoder.passages([collection.corpus[p] for p in pids])))
         self.encoder = encoder
 
-    def __len__(self) -> int:
-        return len(self.qids)
-
-    def __getitem__(self, index: int) -> list[list[int]]:
-        qid = self.qids[index]
-        rng = random.Random(f"{self.seed}:{self.epoch}:{index}")
+    def group(self, k: int) -> list[list[int]]:
+        n = len(self.qids)
+        passes, position = divmod(k, n)
+        qid = self.qids[self._order(passes)[position]]
+        rng = random.Random(f"{self.seed}:{passes}:{position}")
         group = [rng.choice(self.positives[qid])] + self._draw_negatives(qid, rng)
         return [self.encoder.join(self.query_ids[qid], self.passage_ids[pid]) for pid in group]
+
+    @functools.lru_cache(maxsize=2)  # noqa: B019 - one object per job; the cache holds two permutations
+    def _order(self, passes: int) -> list[int]:
+        return random.Random(f"{self.seed}:order:{passes}").sample(range(len(self.qids)), len(self.qids))
 
     def _draw_negatives(self, qid: str, rng: random.Random) -> list[str]:
         wanted = self.group_size - 1
@@ -73,6 +78,19 @@ class TrainGroups(Dataset):
                 f"{len(lacking)} training queries (e.g. {lacking[0]}) have no negatives from {self.sources}; "
                 f"add 'random' to data.negatives (accepted: {list(NEGATIVE_SOURCES)})"
             )
+
+
+class StreamWindow(Dataset):
+    """Groups start..stop-1 of the training stream, in order."""
+
+    def __init__(self, groups: TrainGroups, start: int, stop: int):
+        self.groups, self.start, self.stop = groups, start, stop
+
+    def __len__(self) -> int:
+        return max(0, self.stop - self.start)
+
+    def __getitem__(self, index: int) -> list[list[int]]:
+        return self.groups.group(self.start + index)
 
 
 def _flat(by_query: dict[str, list[str]]) -> set[str]:
@@ -131,14 +149,15 @@ class RerankDataModule(L.LightningDataModule):
         return {q: self.collection.qrels[q] for q in self.first_stage[split] if q in self.collection.qrels}
 
     def train_dataloader(self) -> DataLoader:
-        # Called again each epoch (trainer.reload_dataloaders_every_n_epochs=1): new negatives, new order.
-        self.train_set.epoch = self.trainer.current_epoch if self.trainer else 0
-        generator = torch.Generator().manual_seed(self.seed + self.train_set.epoch)
+        """The rest of the run as one pass: from the trainer's (possibly restored) step to max_steps."""
+        per_step = self.cfg.queries_per_batch
+        groups_per_step = per_step * self.trainer.world_size  # under DDP each rank takes its share
+        start, stop = self.trainer.global_step * groups_per_step, self.trainer.max_steps * groups_per_step
         return DataLoader(
-            self.train_set,
-            batch_size=self.cfg.queries_per_batch,
-            shuffle=True,
-            generator=generator,
+            StreamWindow(self.train_set, start, stop),
+            batch_size=per_step,
+            shuffle=False,
+            generator=torch.Generator(),  # leaves the global RNG (dropout) untouched, as a resume needs
             collate_fn=lambda groups: pad([pair for group in groups for pair in group], self.pad_id),
         )
 

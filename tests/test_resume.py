@@ -1,0 +1,59 @@
+"""Re-running a job in the same folder: a killed job resumes to the metrics of an uninterrupted one; a
+finished job is skipped."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import metrics_rows, run_module
+
+ARGS = ["model=tiny_llama", "trainer.max_steps=60", "schedule=paper", "schedule.every=20", "data.eval_depth=20", "logger=csv"]
+
+
+def model_metrics(job):
+    return {(r["split"], r["step"]): r for r in metrics_rows(job) if r["ranker"] == "model"}
+
+
+def kill_after_checkpoint(cwd, args, checkpoint):
+    env = {**os.environ, "WANDB_MODE": "offline"}
+    proc = subprocess.Popen([sys.executable, "-m", "rerank_lora.run", *args], cwd=cwd, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not checkpoint.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
+def test_killed_job_resumes_to_the_same_metrics(tmp_path):
+    full = run_module("rerank_lora.run", [*ARGS, "hydra.run.dir=full"], tmp_path)
+    assert full.returncode == 0, full.stderr[-2000:]
+    job = tmp_path / "cut"
+    kill_after_checkpoint(tmp_path, [*ARGS, "hydra.run.dir=cut"], job / "checkpoints" / "step-20" / "trainer.ckpt")
+    assert not (job / "status.json").exists(), "the job finished before it could be killed"
+    assert not (job / "checkpoints" / "step-60" / "trainer.ckpt").exists()
+
+    resumed = run_module("rerank_lora.run", [*ARGS, "hydra.run.dir=cut"], tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resuming from" in resumed.stderr + resumed.stdout
+    expected, got = model_metrics(tmp_path / "full"), model_metrics(job)
+    assert set(got) == set(expected) == {(s, n) for s in ("dev", "test") for n in (0, 20, 40, 60)}
+    for key, row in expected.items():
+        assert got[key]["nDCG@10"] == pytest.approx(row["nDCG@10"], abs=1e-4), key
+        assert got[key]["RR(rel=2)@10"] == pytest.approx(row["RR(rel=2)@10"], abs=1e-4), key
+    assert sum(r["ranker"] == "first-stage" for r in metrics_rows(job)) == 2  # the baseline once, not twice
+    # the trained model moved: a resume that restarted from scratch would not match step 60
+    assert expected[("dev", 60)]["nDCG@10"] != expected[("dev", 0)]["nDCG@10"]
+
+
+def test_finished_job_is_skipped(tmp_path):
+    args = [*ARGS, "trainer.max_steps=4", "schedule.every=2", "hydra.run.dir=done"]
+    assert run_module("rerank_lora.run", args, tmp_path).returncode == 0
+    before = (tmp_path / "done" / "metrics.jsonl").read_text()
+    again = run_module("rerank_lora.run", args, tmp_path)
+    assert again.returncode == 0 and "skipping" in again.stderr + again.stdout
+    assert (tmp_path / "done" / "metrics.jsonl").read_text() == before
