@@ -41,8 +41,15 @@ def test_every_model_names_its_family_projections(option):
 
 @pytest.mark.parametrize("option", options("trainer"))
 def test_every_trainer_instantiates(option):
-    trainer = instantiate(composed([f"trainer={option}"]).trainer, logger=False)
+    """GPU options are checked here on the CPU: the same settings, another accelerator."""
+    cfg = composed([f"trainer={option}", "trainer.accelerator=cpu"])
+    trainer = instantiate(cfg.trainer, logger=False)
     assert trainer.max_steps > 0
+    if option in ("gpu", "ddp"):
+        assert cfg.trainer.precision == "bf16-mixed" and cfg.model.gradient_checkpointing
+        assert cfg.model.attn_implementation == "sdpa"
+    if option == "ddp":
+        assert type(trainer.strategy).__name__ == "DDPStrategy"
 
 
 @pytest.mark.parametrize("option", ["csv", "wandb"])

@@ -135,3 +135,11 @@ def test_every_family_and_target_group_adapts_the_named_projections(model, targe
     expected = list(cfg.model.modules.attn) * (targets != "mlp") + list(cfg.model.modules.mlp) * (targets != "attn")
     assert {a.split(".")[-1] for a in adapted} == set(expected)
     assert all(".layers.1." in a for a in adapted)  # lora.layers=[1]: nothing on layer 0
+
+
+def test_gpu_trainer_settings_train_on_cpu(run, tmp_path):
+    """trainer=gpu's bf16-mixed autocast, gradient checkpointing and SDPA, run for real with accelerator=cpu."""
+    result = run("rerank_lora.run", [*TINY, "trainer=gpu", "trainer.accelerator=cpu", "trainer.max_steps=4"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    (job,) = job_dirs(tmp_path)
+    assert {r["step"] for r in metrics_rows(job) if r["ranker"] == "model"} == {0, 2}
