@@ -24,6 +24,12 @@ class Reranker(L.LightningModule):
         nn.init.zeros_(self.head.bias)
         self.group_size = group_size
         self.optim = optim
+        self.strict_loading = False  # resume checkpoints hold only the trained weights
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Keep LoRA and head weights only: the frozen base is reloaded from its source on resume."""
+        trained = {name for name, p in self.named_parameters() if p.requires_grad}
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in trained}
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
@@ -39,8 +45,10 @@ class Reranker(L.LightningModule):
         return loss
 
     def configure_optimizers(self):
-        params = [p for p in self.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=self.optim.lr, weight_decay=self.optim.weight_decay)
+        lora = [p for p in self.backbone.parameters() if p.requires_grad]
+        head_lr = self.optim.get("head_lr") or self.optim.lr
+        groups = [{"params": lora}, {"params": list(self.head.parameters()), "lr": head_lr}]
+        optimizer = torch.optim.AdamW(groups, lr=self.optim.lr, weight_decay=self.optim.weight_decay)
         total = max(self.trainer.max_steps, 1)
         warmup = self.optim.warmup_steps
 
