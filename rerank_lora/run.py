@@ -33,6 +33,7 @@ CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 
 def train_and_evaluate(cfg: DictConfig, out_dir: Path) -> None:
+    timer = FirstStepTimer()
     L.seed_everything(cfg.seed, workers=True)
     collection = load_collection(cfg.data)  # bad data fails here, before any model loads
     steps = checkpoint_steps(cfg.schedule, cfg.trainer.max_steps)
@@ -54,7 +55,7 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path) -> None:
     # A resumed run's first epoch ends early (Lightning counts the restored batches); reloading then
     # restarts the training stream at the current step.
     trainer = instantiate(
-        cfg.trainer, logger=logger, callbacks=[schedule, FirstStepTimer()], default_root_dir=out_dir,
+        cfg.trainer, logger=logger, callbacks=[schedule, timer], default_root_dir=out_dir,
         reload_dataloaders_every_n_epochs=1,
     )
     try:

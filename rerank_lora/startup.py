@@ -22,10 +22,16 @@ def seconds_since_process_start() -> float:
 
 
 class FirstStepTimer(L.Callback):
+    """Logs the seconds to the first training step, from the process start and (in a multirun, where one
+    process runs many jobs) from this job's start."""
+
     def __init__(self):
-        self.logged = False
+        self.job_started, self.logged = time.monotonic(), False
 
     def on_train_batch_start(self, trainer, reranker, batch, batch_idx) -> None:
         if not self.logged:
             self.logged = True
-            log.info("first training step %.1f s after the job's process started", seconds_since_process_start())
+            log.info(
+                "first training step %.1f s after the job's process started (%.1f s after this job started)",
+                seconds_since_process_start(), time.monotonic() - self.job_started,
+            )
