@@ -4,6 +4,7 @@ The SLURM tests start the cluster with `scripts/slurm.sh up` (idempotent; it sta
 They are skipped only where they cannot run: not root and the Debian packages not installed.
 """
 
+import csv
 import json
 import os
 import re
@@ -107,45 +108,179 @@ def test_grid_runs_through_slurm(slurm_env, tmp_path):
     assert (sweep / "summary.csv").is_file()
 
 
-def test_cancelled_cell_fails_the_sweep_promptly(slurm_env, tmp_path):
-    """A cell scancel-ed while it runs is reported as failed (non-zero exit naming it), not waited on forever."""
+class Sweep:
+    """A multirun started in the background, its stdout and stderr read as they come."""
+
+    def __init__(self, args: list[str], cwd: Path, env: dict):
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "rerank_lora.run", *args], cwd=cwd, env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        self.out: list[str] = []
+        self.err: list[str] = []
+        self.readers = [
+            threading.Thread(target=lambda: self.out.append(self.proc.stdout.read()), daemon=True),
+            threading.Thread(target=lambda: self.err.append(self.proc.stderr.read()), daemon=True),
+        ]
+        for reader in self.readers:
+            reader.start()
+
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def wait(self, timeout: float) -> int:
+        try:
+            return self.proc.wait(timeout=timeout)
+        finally:
+            self.stop()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        for reader in self.readers:
+            reader.join(timeout=10)
+
+    @property
+    def stdout(self) -> str:
+        return "".join(self.out)
+
+    @property
+    def stderr(self) -> str:
+        return "".join(self.err)
+
+
+def wait_until(what: str, sweep: Sweep, seconds: float, found, poll: float = 1.0):
+    """found() until it returns something truthy, while the sweep runs, for at most `seconds`."""
+    deadline = time.monotonic() + seconds
+    while True:
+        value = found()
+        if value:
+            return value
+        assert sweep.running(), f"the sweep ended before {what}:\n{sweep.stdout[-3000:]}\n{sweep.stderr[-3000:]}"
+        assert time.monotonic() < deadline, f"{what}: not within {seconds} s"
+        time.sleep(poll)
+
+
+def summary_rows(sweep_dir: Path) -> dict[str, dict]:
+    """summary.csv's first row per job folder."""
+    rows: dict[str, dict] = {}
+    with (sweep_dir / "summary.csv").open() as handle:
+        for row in csv.DictReader(handle):
+            rows.setdefault(row["job"], row)
+    return rows
+
+
+def test_cancelled_cell_is_a_failed_cell_in_the_summary(slurm_env, tmp_path):
+    """A cell scancel-ed while it runs is a failed cell: the other cell completes, summary.csv names the job id and
+    CANCELLED, and the sweep exits non-zero with the count on stderr, promptly."""
     args = ["-m", *ON_TEST_CLUSTER, *[a for a in TINY if not a.startswith("trainer.max_steps")], "trainer.max_steps=4,100000"]
-    sweep = subprocess.Popen(
-        [sys.executable, "-m", "rerank_lora.run", *args],
-        cwd=tmp_path,
-        env=slurm_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    output: list[str] = []
-    reader = threading.Thread(target=lambda: output.append(sweep.stdout.read()), daemon=True)
-    reader.start()
+    sweep = Sweep(args, tmp_path, slurm_env)
     try:
-        job_id = None  # the long cell, job 1 of the array, once SLURM runs it
-        deadline = time.monotonic() + 240
-        while job_id is None:
-            assert sweep.poll() is None and time.monotonic() < deadline, "the long cell never started running"
+
+        def long_cell_running():  # job 1 of the array, once SLURM runs it
             for folder in tmp_path.glob("outputs/**/.submitit/*_1"):
-                state = slurm(slurm_env, "squeue", "-h", "-j", folder.name, "-o", "%T").strip()
-                job_id = folder.name if state == "RUNNING" else None
-            time.sleep(1)
+                if slurm(slurm_env, "squeue", "-h", "-j", folder.name, "-o", "%T").strip() == "RUNNING":
+                    return folder.name
+
+        job_id = wait_until("the long cell runs", sweep, 240, long_cell_running)
         slurm(slurm_env, "scancel", job_id)
         cancelled = time.monotonic()
         returncode = sweep.wait(timeout=180)
         reported_after = time.monotonic() - cancelled
     finally:
-        if sweep.poll() is None:
-            sweep.kill()
-        reader.join(timeout=10)
+        sweep.stop()
     print(f"scancel-ed cell reported after {reported_after:.0f} s")
-    log = "".join(output)
-    assert returncode != 0, log[-3000:]
-    assert job_id in log and "CANCELLED" in log, log[-3000:]
+    assert returncode != 0, sweep.stderr[-3000:]
     assert reported_after < 90
     assert sacct_states(slurm_env, [job_id])[job_id].startswith("CANCELLED")
-    (short,) = [j for j in job_dirs(tmp_path) if OmegaConf.load(j / ".hydra" / "config.yaml").trainer.max_steps == 4]
-    assert json.loads((short / "status.json").read_text())["status"] == "completed"
+    count = r"^error: 1 of 2 cells failed \(status and error in .*summary\.csv\)$"
+    assert re.search(count, sweep.stderr, re.M), sweep.stderr[-3000:]
+    assert "Traceback" not in sweep.stderr, sweep.stderr[-3000:]
+    jobs = job_dirs(tmp_path)
+    (sweep_dir,) = {job.parent for job in jobs}
+    steps = {job.name: OmegaConf.load(job / ".hydra" / "config.yaml").trainer.max_steps for job in jobs}
+    rows = summary_rows(sweep_dir)
+    assert set(rows) == set(steps)
+    for name, row in rows.items():
+        status = json.loads((sweep_dir / name / "status.json").read_text())
+        if steps[name] == 4:
+            assert row["status"] == status["status"] == "completed", row
+        else:
+            assert row["status"] == status["status"] == "failed", row
+            assert row["error"] == status["error"] and row["error"].startswith(f"SLURM job {job_id}: CANCELLED"), row
+
+
+# A cell that checkpoints (with trainer.ckpt) at steps 0, 20, 40, 60, 80: each interruption resumes from the last one.
+RESUMABLE = [
+    "model=tiny_llama", "trainer.max_steps=80", "schedule=paper", "schedule.every=20", "data.eval_depth=20", "logger=csv"
+]
+
+
+def model_metrics(job: Path) -> dict:
+    return {(r["split"], r["step"]): r for r in metrics_rows(job) if r["ranker"] == "model"}
+
+
+def requeued(env: dict, job_id: str, times: int) -> bool:
+    """Whether SLURM has requeued the job `times` times; releases it if SLURM holds it (a requeued job waits
+    AuthInfo's cred_expire, 120 s by default, before it may start again)."""
+    info = slurm(env, "scontrol", "show", "job", job_id)
+    if int(re.search(r"Restarts=(\d+)", info).group(1)) < times:
+        return False
+    state, reason = re.search(r"JobState=(\S+) Reason=(\S+)", info).groups()
+    if state == "PENDING" and reason == "BeginTime":
+        slurm(env, "scontrol", "update", f"jobid={job_id}", "StartTime=now")
+        return False  # released: seen again at the next poll
+    return state in ("PENDING", "RUNNING", "COMPLETED")
+
+
+def resumed_steps(run_log: Path) -> list[int]:
+    """The steps a job resumed from, as its run.log (appended to by every run) says."""
+    return [int(step) for step in re.findall(r"resuming from \S*/checkpoints/step-(\d+)/trainer.ckpt", run_log.read_text())]
+
+
+def test_timed_out_or_requeued_cell_resumes_in_its_folder(slurm_env, tmp_path):
+    """Two identical cells. Once the second has its step-20 trainer.ckpt it gets submitit's timeout signal (USR2,
+    what SLURM sends signal_delay_s before the time limit): it checkpoints and requeues itself; once it has resumed
+    and saved a later step, SLURM requeues it (scontrol requeue: SIGTERM, as a preemption with PreemptMode=REQUEUE).
+    Each time it runs again in the same folder, resumes from its last trainer.ckpt, and it ends with the metrics
+    of the uninterrupted cell at every step."""
+    args = ["-m", *ON_TEST_CLUSTER, *RESUMABLE, "+case=straight,requeued"]
+    sweep = Sweep(args, tmp_path, slurm_env)
+    try:
+
+        def checkpoint(step: int):
+            for ckpt in tmp_path.glob(f"outputs/**/checkpoints/step-{step}/trainer.ckpt"):
+                if "case=requeued" in str(ckpt):
+                    return ckpt.parents[2]
+
+        job = wait_until("the step-20 checkpoint", sweep, 300, lambda: checkpoint(20), poll=0.05)
+        job_id = wait_until("its job id", sweep, 30, lambda: next((p.name for p in job.parent.glob(".submitit/*_1")), None))
+        slurm(slurm_env, "scancel", "--signal=USR2", job_id)
+        wait_until("the first requeue", sweep, 60, lambda: requeued(slurm_env, job_id, 1), poll=0.5)
+        run_log = job / "run.log"
+        first = wait_until("the first resume", sweep, 120, lambda: resumed_steps(run_log), poll=0.2)[0]
+        wait_until("a later checkpoint", sweep, 120, lambda: checkpoint(first + 20), poll=0.05)
+        slurm(slurm_env, "scontrol", "requeue", job_id)
+        wait_until("the second requeue", sweep, 60, lambda: requeued(slurm_env, job_id, 2), poll=0.5)
+        returncode = sweep.wait(timeout=300)
+    finally:
+        sweep.stop()
+    assert returncode == 0, sweep.stdout[-3000:] + sweep.stderr[-3000:]
+    log = "".join(p.read_text() for p in job.parent.glob(f".submitit/{job_id}/*_log.*"))
+    assert "this job is timed-out" in log and f"Requeued job {job_id} (4 remaining timeouts)" in log, log[-3000:]
+    resumes = resumed_steps(run_log)
+    assert len(resumes) == 2 and 20 <= resumes[0] < resumes[1] < 80, resumes
+    states = slurm(slurm_env, "sacct", "-X", "-D", "-n", "-P", "-o", "State", "-j", job_id).split()
+    assert states == ["REQUEUED", "REQUEUED", "COMPLETED"], states
+    assert json.loads((job / "status.json").read_text())["status"] == "completed"
+    (straight,) = [j for j in job_dirs(tmp_path) if "case=straight" in j.name]
+    expected, got = model_metrics(straight), model_metrics(job)
+    assert set(got) == set(expected) == {(s, n) for s in ("dev", "test") for n in (0, 20, 40, 60, 80)}
+    for key, row in expected.items():
+        assert got[key]["nDCG@10"] == pytest.approx(row["nDCG@10"], abs=1e-4), key
+    assert sum(r["ranker"] == "first-stage" for r in metrics_rows(job)) == 2  # the baseline once, not three times
+    assert {row["status"] for row in summary_rows(job.parent).values()} == {"completed"}
 
 
 PROBE = """
@@ -161,7 +296,9 @@ def main(cfg):
     start = time.time()
     time.sleep(cfg.seconds)
     record = {"gpu": os.environ.get("CUDA_VISIBLE_DEVICES"), "start": start, "end": time.time()}
-    (Path(HydraConfig.get().runtime.output_dir) / "probe.json").write_text(json.dumps(record))
+    out = Path(HydraConfig.get().runtime.output_dir)
+    (out / "probe.json").write_text(json.dumps(record))
+    (out / "status.json").write_text(json.dumps({"status": "completed", "error": None}))
 
 
 if __name__ == "__main__":
@@ -170,11 +307,14 @@ if __name__ == "__main__":
 
 
 def run_probe(cwd: Path, visible: str, overrides: list[str]) -> subprocess.CompletedProcess:
-    """A multirun of PROBE through hydra/launcher=local_gpus, with CUDA_VISIBLE_DEVICES=visible."""
+    """A multirun of PROBE through hydra/launcher=local_gpus, with CUDA_VISIBLE_DEVICES=visible, and the sweep
+    summary of rerank_lora.run (PROBE writes status.json as a cell does)."""
     (cwd / "probe.py").write_text(PROBE)
     (cwd / "probe.yaml").write_text(
         "defaults:\n  - override hydra/launcher: local_gpus\n  - _self_\n"
-        f"hydra:\n  searchpath: [file://{ROOT / 'conf'}]\nx: 0\nseconds: 3\n"
+        f"hydra:\n  searchpath: [file://{ROOT / 'conf'}]\n"
+        "  callbacks:\n    sweep_summary:\n      _target_: rerank_lora.sweep_summary.SweepSummary\n"
+        "x: 0\nseconds: 3\n"
     )
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": visible}
     return subprocess.run(
@@ -195,7 +335,11 @@ def test_local_gpus_runs_one_job_per_gpu_each_pinned(tmp_path):
 
 
 def test_local_gpus_without_a_gpu_fails_clearly(tmp_path):
+    """The job's setup fails: a failed cell, counted by the summary (non-zero exit)."""
     result = run_probe(tmp_path, "", ["seconds=0"])
     assert result.returncode != 0
     assert "no visible GPU" in result.stderr
+    assert "error: 1 of 1 cells failed" in result.stderr
     assert not list(tmp_path.glob("multirun/**/probe.json"))
+    (status,) = tmp_path.glob("multirun/**/status.json")
+    assert re.fullmatch(r"local job \d+: FINISHED, exit code 1", json.loads(status.read_text())["error"])
