@@ -30,7 +30,7 @@ test-slow:  setup  ## run only the tests marked slow (the real SmolLM2 for a few
 	$(BIN)/python -m pytest -m slow $(ARGS)
 
 lint: setup  ## ruff
-	$(BIN)/ruff check rerank_lora tests
+	$(BIN)/ruff check rerank_lora tests hydra_plugins
 
 bench: setup  ## scoring and training pairs/s for SmolLM2 on this machine
 	$(BIN)/python -m rerank_lora.bench $(ARGS)

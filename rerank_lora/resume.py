@@ -32,7 +32,9 @@ def last_trainer_state(out_dir: Path) -> tuple[Path | None, int]:
 
 
 def keep_metrics_until(out_dir: Path, step: int) -> None:
-    """Drop what a resumed job will write again: the baseline and evaluations after `step`."""
+    """Drop what a resumed job will write again: the baseline and evaluations after `step` (-1: all)."""
     path = Path(out_dir) / "metrics.jsonl"
+    if not path.exists():
+        return
     rows = [r for r in read_metrics(out_dir) if r["ranker"] == "model" and r["step"] <= step]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))

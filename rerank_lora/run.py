@@ -43,7 +43,7 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path) -> None:
     trainer_state, resumed_step = resume.last_trainer_state(out_dir)
     if trainer_state:
         log.info("resuming from %s", trainer_state)
-        resume.keep_metrics_until(out_dir, resumed_step)
+    resume.keep_metrics_until(out_dir, resumed_step)  # also a job killed before its first checkpoint
     backbone, tokenizer = load_backbone(cfg.model)
     reranker = Reranker(add_lora(backbone, cfg.lora, cfg.targets, cfg.model), cfg.data.group_size, cfg.optim)
     data = RerankDataModule(collection, tokenizer, cfg.data, cfg.seed)

@@ -1,6 +1,7 @@
 """Re-running a job in the same folder: a killed job resumes to the metrics of an uninterrupted one; a
 finished job is skipped."""
 
+import json
 import os
 import signal
 import subprocess
@@ -57,3 +58,19 @@ def test_finished_job_is_skipped(tmp_path):
     again = run_module("rerank_lora.run", args, tmp_path)
     assert again.returncode == 0 and "skipping" in again.stderr + again.stdout
     assert (tmp_path / "done" / "metrics.jsonl").read_text() == before
+
+
+def test_rerun_before_first_checkpoint_keeps_no_stale_rows(tmp_path):
+    """A job killed after its baseline but before step 0's trainer.ckpt writes the baseline once on re-run."""
+    from rerank_lora import resume
+
+    rows = [{"step": None, "split": "dev", "ranker": "first-stage"}, {"step": 0, "split": "dev", "ranker": "model"},
+            {"step": 20, "split": "dev", "ranker": "model"}]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    resume.keep_metrics_until(tmp_path, -1)
+    assert metrics_rows(tmp_path) == []
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    resume.keep_metrics_until(tmp_path, 0)
+    assert metrics_rows(tmp_path) == rows[1:2]
+    resume.keep_metrics_until(tmp_path / "missing", -1)  # nothing to trim, nothing created
+    assert not (tmp_path / "missing").exists()
