@@ -14,7 +14,6 @@ checkpoint: `ablation-<name>.csv` and the per-query values `ablation-<name>.quer
 
 import logging
 import random
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from rerank_lora import metrics
-from rerank_lora.arguments import as_list, parse_args
+from rerank_lora.arguments import as_list, parse_args, run_tool
 from rerank_lora.checkpoint import TrainedJob, checkpoint_folders, job_config
 from rerank_lora.data.datamodule import EvalBatch
 from rerank_lora.errors import InputError
@@ -279,12 +278,7 @@ def summary(rows: list[dict], measures) -> str:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    try:
-        for path in ablate(sys.argv[1:]):
-            print(f"wrote {path}")
-    except InputError as err:
-        raise SystemExit(f"error: {err}") from None
+    run_tool(ablate)
 
 
 if __name__ == "__main__":

@@ -10,14 +10,13 @@ factors), so a 7B adapter takes seconds.
 import json
 import logging
 import math
-import sys
 from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
 from safetensors.torch import load_file
 
-from rerank_lora.arguments import parse_args
+from rerank_lora.arguments import parse_args, run_tool
 from rerank_lora.checkpoint import ADAPTER_FILE, checkpoint_folders, job_config, step_of
 from rerank_lora.errors import InputError
 from rerank_lora.lora_switch import LAYER_INDEX
@@ -118,12 +117,7 @@ def adapter_stats(args: list[str]) -> list[Path]:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    try:
-        for path in adapter_stats(sys.argv[1:]):
-            print(f"wrote {path}")
-    except InputError as err:
-        raise SystemExit(f"error: {err}") from None
+    run_tool(adapter_stats)
 
 
 if __name__ == "__main__":

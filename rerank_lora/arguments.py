@@ -1,5 +1,10 @@
 """`key=value` command-line arguments against a dict of defaults, with one clear error for anything unknown."""
 
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
@@ -43,3 +48,14 @@ def as_list(value) -> list:
     if value is None:
         return []
     return [value] if isinstance(value, str | int | float) else list(value)
+
+
+def run_tool(tool: Callable[[list[str]], list[Path]]) -> None:
+    """The command line of a tool that writes tables: its arguments in, the files it wrote out, and bad
+    input as one `error: ...` line with a non-zero exit."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    try:
+        for path in tool(sys.argv[1:]):
+            print(f"wrote {path}")
+    except InputError as err:
+        raise SystemExit(f"error: {err}") from None

@@ -10,7 +10,6 @@ reranker's own score). The embeddings are left out: the last token is always EOS
 """
 
 import logging
-import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -20,7 +19,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from rerank_lora import metrics
-from rerank_lora.arguments import parse_args
+from rerank_lora.arguments import parse_args, run_tool
 from rerank_lora.checkpoint import TrainedJob, checkpoint_folders, job_config
 from rerank_lora.data.pairs import pad
 from rerank_lora.errors import InputError
@@ -173,12 +172,7 @@ def probe(args: list[str]) -> list[Path]:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    try:
-        for path in probe(sys.argv[1:]):
-            print(f"wrote {path}")
-    except InputError as err:
-        raise SystemExit(f"error: {err}") from None
+    run_tool(probe)
 
 
 if __name__ == "__main__":
