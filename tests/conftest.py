@@ -1,5 +1,6 @@
 """Shared helpers: run the real entry points in a subprocess, in a temporary working folder."""
 
+import csv
 import json
 import os
 import subprocess
@@ -27,6 +28,16 @@ def job_dirs(cwd: Path) -> list[Path]:
 
 def metrics_rows(job_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (job_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def model_metrics(job_dir: Path) -> dict[tuple, dict]:
+    """The model's rows of metrics.jsonl by (split, step)."""
+    return {(r["split"], r["step"]): r for r in metrics_rows(job_dir) if r["ranker"] == "model"}
+
+
+def summary_rows(sweep_dir: Path) -> list[dict]:
+    with (sweep_dir / "summary.csv").open() as handle:
+        return list(csv.DictReader(handle))
 
 
 @pytest.fixture

@@ -10,13 +10,10 @@ import time
 
 import pytest
 
-from conftest import metrics_rows, run_module
+from conftest import metrics_rows, model_metrics, run_module
+from rerank_lora import resume
 
 ARGS = ["model=tiny_llama", "trainer.max_steps=60", "schedule=paper", "schedule.every=20", "data.eval_depth=20", "logger=csv"]
-
-
-def model_metrics(job):
-    return {(r["split"], r["step"]): r for r in metrics_rows(job) if r["ranker"] == "model"}
 
 
 def kill_after_checkpoint(cwd, args, checkpoint):
@@ -62,8 +59,6 @@ def test_finished_job_is_skipped(tmp_path):
 
 def test_rerun_before_first_checkpoint_keeps_no_stale_rows(tmp_path):
     """A job killed after its baseline but before step 0's trainer.ckpt writes the baseline once on re-run."""
-    from rerank_lora import resume
-
     rows = [{"step": None, "split": "dev", "ranker": "first-stage"}, {"step": 0, "split": "dev", "ranker": "model"},
             {"step": 20, "split": "dev", "ranker": "model"}]
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))

@@ -4,7 +4,6 @@ The SLURM tests start the cluster with `scripts/slurm.sh up` (idempotent; it sta
 They are skipped only where they cannot run: not root and the Debian packages not installed.
 """
 
-import csv
 import json
 import os
 import re
@@ -19,7 +18,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from conftest import ROOT, TINY, job_dirs, metrics_rows, run_module
+from conftest import ROOT, TINY, job_dirs, metrics_rows, model_metrics, run_module, summary_rows
 
 SLURM_SH = ROOT / "scripts" / "slurm.sh"
 DAEMONS = ["slurmctld", "slurmd", "sbatch", "sacct", "munged", "slurmdbd", "mariadbd"]
@@ -162,12 +161,11 @@ def wait_until(what: str, sweep: Sweep, seconds: float, found, poll: float = 1.0
         time.sleep(poll)
 
 
-def summary_rows(sweep_dir: Path) -> dict[str, dict]:
+def first_row_per_job(sweep_dir: Path) -> dict[str, dict]:
     """summary.csv's first row per job folder."""
     rows: dict[str, dict] = {}
-    with (sweep_dir / "summary.csv").open() as handle:
-        for row in csv.DictReader(handle):
-            rows.setdefault(row["job"], row)
+    for row in summary_rows(sweep_dir):
+        rows.setdefault(row["job"], row)
     return rows
 
 
@@ -200,7 +198,7 @@ def test_cancelled_cell_is_a_failed_cell_in_the_summary(slurm_env, tmp_path):
     jobs = job_dirs(tmp_path)
     (sweep_dir,) = {job.parent for job in jobs}
     steps = {job.name: OmegaConf.load(job / ".hydra" / "config.yaml").trainer.max_steps for job in jobs}
-    rows = summary_rows(sweep_dir)
+    rows = first_row_per_job(sweep_dir)
     assert set(rows) == set(steps)
     for name, row in rows.items():
         status = json.loads((sweep_dir / name / "status.json").read_text())
@@ -215,10 +213,6 @@ def test_cancelled_cell_is_a_failed_cell_in_the_summary(slurm_env, tmp_path):
 RESUMABLE = [
     "model=tiny_llama", "trainer.max_steps=80", "schedule=paper", "schedule.every=20", "data.eval_depth=20", "logger=csv"
 ]
-
-
-def model_metrics(job: Path) -> dict:
-    return {(r["split"], r["step"]): r for r in metrics_rows(job) if r["ranker"] == "model"}
 
 
 def requeued(env: dict, job_id: str, times: int) -> bool:
@@ -280,7 +274,7 @@ def test_timed_out_or_requeued_cell_resumes_in_its_folder(slurm_env, tmp_path):
     for key, row in expected.items():
         assert got[key]["nDCG@10"] == pytest.approx(row["nDCG@10"], abs=1e-4), key
     assert sum(r["ranker"] == "first-stage" for r in metrics_rows(job)) == 2  # the baseline once, not three times
-    assert {row["status"] for row in summary_rows(job.parent).values()} == {"completed"}
+    assert {row["status"] for row in first_row_per_job(job.parent).values()} == {"completed"}
 
 
 PROBE = """

@@ -1,15 +1,8 @@
 """Grids from sweeps/: axes overridable, a failed cell counted and recorded, a re-run skips finished cells."""
 
-import csv
-
-from conftest import ROOT, TINY, metrics_rows
+from conftest import ROOT, TINY, metrics_rows, summary_rows
 
 SWEEP = ["-m", "--config-dir", str(ROOT / "sweeps"), "--config-name", "paper", "trainer=cpu", *TINY]
-
-
-def summary(sweep_dir):
-    with (sweep_dir / "summary.csv").open() as handle:
-        return list(csv.DictReader(handle))
 
 
 def test_paper_grid_axes_are_overridable_and_a_failed_cell_is_counted(run, tmp_path):
@@ -17,7 +10,7 @@ def test_paper_grid_axes_are_overridable_and_a_failed_cell_is_counted(run, tmp_p
     result = run("rerank_lora.run", args)
     assert result.returncode != 0
     assert "error: 1 of 2 cells failed" in result.stderr
-    rows = summary(tmp_path / "grid")
+    rows = summary_rows(tmp_path / "grid")
     failed = [r for r in rows if r["status"] == "failed"]
     assert len(failed) == 1 and "lora.rank=0" in failed[0]["error"] and "lora.rank=0" in failed[0]["overrides"]
     done = [r for r in rows if r["status"] == "completed"]
@@ -35,4 +28,4 @@ def test_rerunning_a_sweep_skips_finished_cells(run, tmp_path):
     again = run("rerank_lora.run", args)
     assert again.returncode == 0 and (again.stdout + again.stderr).count("skipping") == 2
     assert [metrics_rows(j) for j in jobs] == before
-    assert len(summary(tmp_path / "grid")) == len(before[0]) + len(before[1])
+    assert len(summary_rows(tmp_path / "grid")) == len(before[0]) + len(before[1])
