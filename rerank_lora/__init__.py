@@ -1,5 +1,5 @@
 """rerank-lora: LoRA-fine-tuned LLM passage rerankers, checkpointed and evaluated on TREC judgments."""
 
-from rerank_lora import resolvers
+from rerank_lora import configs
 
-resolvers.register()
+configs.register_resolvers()

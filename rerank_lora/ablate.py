@@ -20,15 +20,16 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from rerank_lora import metrics
-from rerank_lora.arguments import as_list, parse_args, run_tool
-from rerank_lora.checkpoint import TrainedJob, checkpoint_folders, job_config
+from rerank_lora import cli
+from rerank_lora.analysis.lora_switch import LoraSwitch
+from rerank_lora.analysis.trained_job import TrainedJob, checkpoint_folders, job_config
+from rerank_lora.analysis.wandb_tables import Chart, log_tables, wanted
+from rerank_lora.cli import as_list, parse_args
 from rerank_lora.data.datamodule import EvalBatch
 from rerank_lora.errors import InputError
-from rerank_lora.lora_switch import LoraSwitch
-from rerank_lora.significance import holm, paired_t, per_query
+from rerank_lora.evaluation import metrics
+from rerank_lora.evaluation.significance import holm, paired_t, per_query
 from rerank_lora.tables import write_csv, write_jsonl
-from rerank_lora.wandb_tables import Chart, log_tables, wanted
 
 log = logging.getLogger("rerank_lora.ablate")
 ABLATIONS = ("modules", "layers", "boundary")
@@ -278,7 +279,7 @@ def summary(rows: list[dict], measures) -> str:
 
 
 def main() -> None:
-    run_tool(ablate)
+    cli.main(ablate)
 
 
 if __name__ == "__main__":

@@ -16,12 +16,13 @@ import torch
 from omegaconf import OmegaConf
 from safetensors.torch import load_file
 
-from rerank_lora.arguments import parse_args, run_tool
-from rerank_lora.checkpoint import ADAPTER_FILE, checkpoint_folders, job_config, step_of
+from rerank_lora import cli
+from rerank_lora.analysis.lora_switch import LAYER_INDEX
+from rerank_lora.analysis.trained_job import ADAPTER_FILE, checkpoint_folders, job_config, step_of
+from rerank_lora.analysis.wandb_tables import Chart, log_tables, wanted
+from rerank_lora.cli import parse_args
 from rerank_lora.errors import InputError
-from rerank_lora.lora_switch import LAYER_INDEX
 from rerank_lora.tables import write_csv
-from rerank_lora.wandb_tables import Chart, log_tables, wanted
 
 log = logging.getLogger("rerank_lora.adapter_stats")
 DEFAULTS = {"checkpoint": "???", "logger": "job"}
@@ -117,7 +118,7 @@ def adapter_stats(args: list[str]) -> list[Path]:
 
 
 def main() -> None:
-    run_tool(adapter_stats)
+    cli.main(adapter_stats)
 
 
 if __name__ == "__main__":

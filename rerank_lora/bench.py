@@ -1,8 +1,10 @@
 """Speed of the default model on this machine: scoring and training pairs/s, with and without
-length-sorted padding, and a job's fixed start-up cost. `make bench` (ARGS='model=tiny_llama' or
-'trainer=gpu' are Hydra overrides)."""
+length-sorted padding, and a job's fixed start-up cost.
 
-import json
+    python -m rerank_lora.bench [job overrides, e.g. model=tiny_llama or trainer=gpu]    (make bench ARGS=...)
+"""
+
+import dataclasses
 import re
 import subprocess
 import sys
@@ -10,23 +12,22 @@ import tempfile
 import time
 
 import torch
-from hydra import compose, initialize_config_dir
 
-from rerank_lora.adapters import add_lora
-from rerank_lora.backbone import load_backbone
+from rerank_lora import cli
+from rerank_lora.configs import to_spec
 from rerank_lora.data.collection import load_collection
 from rerank_lora.data.datamodule import RerankDataModule
 from rerank_lora.data.pairs import pad
-from rerank_lora.evaluation import score
-from rerank_lora.reranker import Reranker
-from rerank_lora.run import CONF_DIR
+from rerank_lora.data.spec import DataSpec
+from rerank_lora.evaluation.evaluator import score
+from rerank_lora.run import build_reranker
 
 SCORED_QUERIES = 10  # dev queries x eval_depth pairs
 TRAIN_STEPS = 6
 
 
 def scoring_rate(reranker, data, sort: bool, merge: bool) -> float:
-    data.cfg.sort_by_length = sort
+    data.cfg = dataclasses.replace(data.cfg, sort_by_length=sort)
     batches = data.eval_batches("dev")
     pairs = sum(len(b.qids) for b in batches)
     start = time.perf_counter()
@@ -71,16 +72,16 @@ def _loss(reranker, batch):
     return torch.nn.functional.cross_entropy(scores, target)
 
 
-def main(overrides: list[str]) -> dict:
-    with initialize_config_dir(str(CONF_DIR), version_base=None):
-        cfg = compose("config", overrides=["logger=none", *overrides])
+def bench(overrides: list[str]) -> dict:
+    cfg = cli.parse_job_overrides(["logger=none", *overrides])
     torch.manual_seed(cfg.seed)
     start = time.perf_counter()
-    backbone, tokenizer = load_backbone(cfg.model)
+    reranker, tokenizer = build_reranker(cfg)
     load_seconds = time.perf_counter() - start
     device = torch.device("cuda" if cfg.trainer.accelerator in ("gpu", "cuda") else "cpu")
-    reranker = Reranker(add_lora(backbone, cfg.lora, cfg.targets, cfg.model), cfg.data.group_size, cfg.optim).to(device)
-    data = RerankDataModule(load_collection(cfg.data), tokenizer, cfg.data, cfg.seed)
+    reranker = reranker.to(device)
+    data_spec = to_spec(DataSpec, cfg.data, "data")
+    data = RerankDataModule(load_collection(data_spec), tokenizer, data_spec, cfg.seed)
     data.first_stage = {"dev": dict(list(data.first_stage["dev"].items())[:SCORED_QUERIES])}
     report = {
         "model": cfg.model.name,
@@ -98,9 +99,12 @@ def main(overrides: list[str]) -> dict:
         },
         "job_start_to_first_training_step_s": first_step_seconds(overrides),
     }
-    print(json.dumps(report, indent=2, default=lambda v: round(v, 2)))
     return report
 
 
+def main() -> None:
+    cli.main(bench)
+
+
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()

@@ -18,14 +18,15 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from rerank_lora import metrics
-from rerank_lora.arguments import parse_args, run_tool
-from rerank_lora.checkpoint import TrainedJob, checkpoint_folders, job_config
+from rerank_lora import cli
+from rerank_lora.analysis.lora_switch import LoraSwitch
+from rerank_lora.analysis.trained_job import TrainedJob, checkpoint_folders, job_config
+from rerank_lora.analysis.wandb_tables import Chart, log_tables, wanted
+from rerank_lora.cli import parse_args
 from rerank_lora.data.pairs import pad
 from rerank_lora.errors import InputError
-from rerank_lora.lora_switch import LoraSwitch
+from rerank_lora.evaluation import metrics
 from rerank_lora.tables import write_csv
-from rerank_lora.wandb_tables import Chart, log_tables, wanted
 
 log = logging.getLogger("rerank_lora.probe")
 DEFAULTS = {
@@ -172,7 +173,7 @@ def probe(args: list[str]) -> list[Path]:
 
 
 def main() -> None:
-    run_tool(probe)
+    cli.main(probe)
 
 
 if __name__ == "__main__":

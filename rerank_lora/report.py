@@ -10,15 +10,15 @@ Differences between cells come with per-query paired t-tests, Holm-corrected wit
 import html
 import itertools
 import math
-import sys
 import time
 from pathlib import Path
 
-from rerank_lora import report_plots as plots
-from rerank_lora.arguments import as_list, parse_args
+from rerank_lora import cli
+from rerank_lora.cli import as_list, parse_args
 from rerank_lora.errors import InputError
-from rerank_lora.report_data import Cell, load_sweep
-from rerank_lora.significance import holm, paired_t
+from rerank_lora.evaluation.significance import holm, paired_t
+from rerank_lora.reporting import plots
+from rerank_lora.reporting.sweep import Cell, load_sweep
 
 DEFAULTS = {"sweep": "???", "out": None, "measures": ["nDCG@10", "RR(rel=2)@10"], "alpha": 0.05}
 STYLE = """
@@ -536,10 +536,7 @@ def report(args: list[str]) -> Path:
 
 
 def main() -> None:
-    try:
-        print(f"wrote {report(sys.argv[1:])}")
-    except InputError as err:
-        raise SystemExit(f"error: {err}") from None
+    cli.main(report)
 
 
 if __name__ == "__main__":

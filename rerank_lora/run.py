@@ -1,107 +1,88 @@
-"""Train, checkpoint and evaluate one LoRA reranker: `python -m rerank_lora.run [overrides]`, `-m` for a grid."""
+"""Train, checkpoint and evaluate one LoRA reranker: `python -m rerank_lora.run [overrides]`, `-m` for a grid.
 
-import json
+The recipe: read the data, load the backbone and add LoRA, build the reranker, the data module, the evaluator
+and the checkpoint schedule, then fit; every scheduled step is saved and evaluated. Config objects stop here:
+each config group becomes the dataclass of the code it configures.
+"""
+
 import logging
 import warnings
-from pathlib import Path
 
 import hydra
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from hydra.utils import instantiate
-from lightning.pytorch.loggers import WandbLogger
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from omegaconf.errors import MissingMandatoryValue
 
-from rerank_lora import resume
-from rerank_lora.adapters import add_lora
-from rerank_lora.backbone import load_backbone
+from rerank_lora.configs import CONF_DIR, to_spec
 from rerank_lora.data.collection import load_collection
 from rerank_lora.data.datamodule import RerankDataModule
+from rerank_lora.data.spec import DataSpec
 from rerank_lora.errors import InputError
-from rerank_lora.evaluation import Evaluator
-from rerank_lora.reranker import Reranker
-from rerank_lora.results import print_results
-from rerank_lora.schedule import CheckpointSchedule, checkpoint_steps
-from rerank_lora.startup import FirstStepTimer
+from rerank_lora.evaluation.evaluator import Evaluator
+from rerank_lora.evaluation.table import print_results
+from rerank_lora.job_folder import COMPLETED, FAILED, JobFolder
+from rerank_lora.model.backbone import ModelSpec, load_backbone
+from rerank_lora.model.lora import LoraSpec, add_lora, target_modules
+from rerank_lora.model.reranker import Optim, Reranker
+from rerank_lora.train.callbacks import CheckpointSchedule, FirstStepTimer
+from rerank_lora.train.loggers import finish, make_logger
+from rerank_lora.train.schedule import checkpoint_steps
+from rerank_lora.train.trainer import make_trainer
 
 log = logging.getLogger(__name__)
 # The training stream is indexed by the restored step (data/datamodule.py), so a mid-epoch resume is exact.
 warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 
-def train_and_evaluate(cfg: DictConfig, out_dir: Path) -> None:
+def train_and_evaluate(cfg: DictConfig, job: JobFolder) -> None:
     timer = FirstStepTimer()
     L.seed_everything(cfg.seed, workers=True)
-    collection = load_collection(cfg.data)  # bad data fails here, before any model loads
-    steps = checkpoint_steps(cfg.schedule, cfg.trainer.max_steps)
-    if resume.is_complete(out_dir, steps, cfg.data.eval_splits):
-        log.info("every checkpoint of %s is evaluated already: skipping", out_dir)
+    model, data_spec = to_spec(ModelSpec, cfg.model, "model"), to_spec(DataSpec, cfg.data, "data")
+    collection = load_collection(data_spec)  # bad data fails here, before any model loads
+    steps = checkpoint_steps(cfg.trainer.max_steps, **cfg.schedule)
+    if job.is_complete(steps, data_spec.eval_splits):
+        log.info("every checkpoint of %s is evaluated already: skipping", job.path)
         return
-    trainer_state, resumed_step = resume.last_trainer_state(out_dir)
+    trainer_state, resumed_step = job.last_trainer_state()
     if trainer_state:
         log.info("resuming from %s", trainer_state)
-    resume.keep_metrics_until(out_dir, resumed_step)  # also a job killed before its first checkpoint
-    backbone, tokenizer = load_backbone(cfg.model)
-    reranker = Reranker(add_lora(backbone, cfg.lora, cfg.targets, cfg.model), cfg.data.group_size, cfg.optim)
-    data = RerankDataModule(collection, tokenizer, cfg.data, cfg.seed)
-    logger = make_logger(cfg, out_dir)
-    evaluator = Evaluator(data, out_dir, cfg.measures, logger or None)
+    job.keep_metrics_until(resumed_step)  # also a job killed before its first checkpoint
+
+    reranker, tokenizer = build_reranker(cfg)
+    data = RerankDataModule(collection, tokenizer, data_spec, cfg.seed)
+    logger = make_logger(cfg, job.path)
+    evaluator = Evaluator(data, job, cfg.measures, logger or None)
     evaluator.first_stage()
-    info = {"model": cfg.model.name, "config": "../../.hydra/config.yaml"}
-    schedule = CheckpointSchedule(steps, evaluator, out_dir, info, resumed_step)
-    # A resumed run's first epoch ends early (Lightning counts the restored batches); reloading then
-    # restarts the training stream at the current step.
-    trainer = instantiate(
-        cfg.trainer, logger=logger, callbacks=[schedule, timer], default_root_dir=out_dir,
-        reload_dataloaders_every_n_epochs=1,
-    )
+    info = {"model": model.name, "config": "../../.hydra/config.yaml"}
+    schedule = CheckpointSchedule(steps, evaluator, job, info, resumed_step)
+    trainer = make_trainer(cfg.trainer, logger, [schedule, timer], job.path)
     try:
         # weights_only=False: our own trainer.ckpt holds RNG states (numpy objects) beside the tensors
         trainer.fit(reranker, datamodule=data, ckpt_path=trainer_state, weights_only=False)
     finally:
-        if isinstance(logger, WandbLogger):
-            logger.experiment.finish()  # one W&B run per job, also in a multirun in one process
+        finish(logger)
 
 
-def make_logger(cfg: DictConfig, out_dir: Path):
-    """The configured Lightning logger (or False), one run per job, grouped by sweep, config attached."""
-    if cfg.logger is None or cfg.logger.get("_target_") is None:
-        return False
-    hydra_cfg = HydraConfig.get()
-    multirun = hydra_cfg.mode == RunMode.MULTIRUN
-    group = Path(hydra_cfg.sweep.dir).name if multirun else out_dir.name
-    name = hydra_cfg.job.override_dirname or cfg.model.name
-    is_wandb = cfg.logger._target_.endswith("WandbLogger")
-    extra = {"group": group, "name": name, "tags": tags(cfg)} if is_wandb else {}
-    logger = instantiate(cfg.logger, save_dir=str(out_dir), **extra)
-    logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
-    return logger
-
-
-def tags(cfg: DictConfig) -> list[str]:
-    """W&B tags for filtering a grid: model, rank, targets, schedule, data."""
-    targets = cfg.targets.modules if isinstance(cfg.targets.modules, str) else "+".join(cfg.targets.modules)
-    schedule = HydraConfig.get().runtime.choices.get("schedule", "custom")
-    return [f"model={cfg.model.name}", f"rank={cfg.lora.rank}", f"targets={targets}", f"schedule={schedule}",
-            f"data={cfg.data.name}"]
-
-
-def write_status(out_dir: Path, status: str, error: str | None = None) -> None:
-    (out_dir / "status.json").write_text(json.dumps({"status": status, "error": error}) + "\n")
+def build_reranker(cfg: DictConfig) -> tuple[Reranker, object]:
+    """The backbone with LoRA on the chosen projections and a fresh score head, and its tokenizer."""
+    model = to_spec(ModelSpec, cfg.model, "model")
+    backbone, tokenizer = load_backbone(model, cfg.trainer.get("gradient_checkpointing", False))
+    projections = target_modules(cfg.targets.modules, model.modules)
+    backbone = add_lora(backbone, to_spec(LoraSpec, cfg.lora, "lora"), projections)
+    return Reranker(backbone, cfg.data.group_size, to_spec(Optim, cfg.optim, "optim")), tokenizer
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base=None)
 def main(cfg: DictConfig) -> None:
-    out_dir = Path(HydraConfig.get().runtime.output_dir)
+    job = JobFolder(HydraConfig.get().runtime.output_dir)
     try:
-        train_and_evaluate(cfg, out_dir)
+        train_and_evaluate(cfg, job)
     except Exception as err:
         expected = isinstance(err, InputError | MissingMandatoryValue)
         message = explain(err) if expected else f"{type(err).__name__}: {err}"
-        write_status(out_dir, "failed", message)
+        job.write_status(FAILED, message)
         if HydraConfig.get().mode == RunMode.MULTIRUN:  # the other cells go on; the summary counts this one
             log.error("error: %s", message, exc_info=not expected)
             return
@@ -109,10 +90,10 @@ def main(cfg: DictConfig) -> None:
             raise SystemExit(f"error: {message}") from None
         raise
     except BaseException as err:  # interrupted: never leave a folder that looks finished
-        write_status(out_dir, "failed", type(err).__name__)
+        job.write_status(FAILED, type(err).__name__)
         raise
-    write_status(out_dir, "completed")
-    print_results(out_dir)
+    job.write_status(COMPLETED)
+    print_results(job)
 
 
 def explain(err: Exception) -> str:

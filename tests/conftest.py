@@ -9,6 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from rerank_lora.configs import compose_job, to_spec
+from rerank_lora.data.spec import DataSpec
+from rerank_lora.model.backbone import ModelSpec
+
 ROOT = Path(__file__).resolve().parents[1]
 MINI = ROOT / "rerank_lora" / "data" / "msmarco-mini"
 # A few steps of a tiny model, reranking the top 10, logged to CSV: seconds, not minutes.
@@ -38,6 +42,12 @@ def model_metrics(job_dir: Path) -> dict[tuple, dict]:
 def summary_rows(sweep_dir: Path) -> list[dict]:
     with (sweep_dir / "summary.csv").open() as handle:
         return list(csv.DictReader(handle))
+
+
+def specs(overrides: list[str] | None = None, cfg=None) -> tuple[ModelSpec, DataSpec, object]:
+    """The model and data specs (and the config) of a job composed from `overrides`, or of a loaded `cfg`."""
+    cfg = compose_job(overrides or []) if cfg is None else cfg
+    return to_spec(ModelSpec, cfg.model, "model"), to_spec(DataSpec, cfg.data, "data"), cfg
 
 
 @pytest.fixture

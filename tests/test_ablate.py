@@ -11,12 +11,12 @@ from trained_tiny import ONE_THREAD, one_thread, trained_tiny_job
 
 from conftest import metrics_rows, run_module
 from rerank_lora import ablate
-from rerank_lora.backbone import load_backbone
-from rerank_lora.checkpoint import TrainedJob
+from rerank_lora.analysis.lora_switch import LoraSwitch
+from rerank_lora.analysis.trained_job import TrainedJob
 from rerank_lora.data.collection import read_run
-from rerank_lora.evaluation import score
-from rerank_lora.lora_switch import LoraSwitch
-from rerank_lora.reranker import HEAD_FILE, Reranker
+from rerank_lora.evaluation.evaluator import score
+from rerank_lora.model.backbone import load_backbone
+from rerank_lora.model.reranker import HEAD_FILE, Reranker
 from rerank_lora.tables import read_csv
 
 single_thread = pytest.fixture(scope="module", autouse=True)(one_thread)

@@ -97,14 +97,10 @@ def test_hub_model_without_network_fails_at_once_with_advice(run, tmp_path):
 
 def test_hub_code_path_loads_a_local_folder_of_the_same_shape(run, tmp_path):
     """model=mistral with model.path: the cluster loader, fed a tiny Mistral saved in hub layout."""
-    from hydra import compose, initialize_config_dir
+    from conftest import specs
+    from rerank_lora.model.backbone import load_backbone
 
-    from rerank_lora.backbone import load_backbone
-    from rerank_lora.run import CONF_DIR
-
-    with initialize_config_dir(str(CONF_DIR), version_base=None):
-        cfg = compose("config", overrides=["model=tiny_mistral"])
-    model, tokenizer = load_backbone(cfg.model)
+    model, tokenizer = load_backbone(specs(["model=tiny_mistral"])[0])
     model.save_pretrained(tmp_path / "local-mistral")
     tokenizer.save_pretrained(tmp_path / "local-mistral")
     args = [a for a in TINY if not a.startswith("model=")]

@@ -1,13 +1,20 @@
 """Every option of every config group composes, resolves, and builds what it names (no model weights needed)."""
 
+import itertools
+
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from rerank_lora.metrics import parse_measures
-from rerank_lora.run import CONF_DIR
-from rerank_lora.schedule import checkpoint_steps
+from rerank_lora.configs import CONF_DIR, SWEEPS_DIR, compose_job, to_spec
+from rerank_lora.data.spec import DataSpec
+from rerank_lora.evaluation.metrics import parse_measures
+from rerank_lora.model.backbone import ModelSpec
+from rerank_lora.model.lora import LoraSpec
+from rerank_lora.model.reranker import Optim
+from rerank_lora.train.schedule import checkpoint_steps
+from rerank_lora.train.trainer import make_trainer
 
 GROUPS = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir() and p.name != "hydra")
 TREC_PATHS = ["data.corpus=c.jsonl", "data.queries=q.tsv", "data.qrels=qrels.txt", "data.candidates=run.trec"]
@@ -18,8 +25,7 @@ def options(group: str) -> list[str]:
 
 
 def composed(overrides: list[str]):
-    with initialize_config_dir(str(CONF_DIR), version_base=None):
-        return compose("config", overrides=overrides)
+    return compose_job(overrides)
 
 
 @pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])
@@ -28,8 +34,11 @@ def test_every_option_composes_and_resolves(group, option):
     cfg = composed([f"{group}={option}", *extra])
     resolved = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     assert resolved[group] is None or isinstance(resolved[group], dict)
-    assert checkpoint_steps(cfg.schedule, cfg.trainer.max_steps)[0] == 0
+    assert checkpoint_steps(cfg.trainer.max_steps, **cfg.schedule)[0] == 0
     assert len(parse_measures(cfg.measures)) == len(cfg.measures)
+    # each group becomes the dataclass of the code it configures, with no key left over
+    for cls, group in [(ModelSpec, "model"), (DataSpec, "data"), (LoraSpec, "lora"), (Optim, "optim")]:
+        assert isinstance(to_spec(cls, cfg[group], group), cls)
 
 
 @pytest.mark.parametrize("option", options("model"))
@@ -40,13 +49,13 @@ def test_every_model_names_its_family_projections(option):
 
 
 @pytest.mark.parametrize("option", options("trainer"))
-def test_every_trainer_instantiates(option):
+def test_every_trainer_instantiates(option, tmp_path):
     """GPU options are checked here on the CPU: the same settings, another accelerator."""
     cfg = composed([f"trainer={option}", "trainer.accelerator=cpu"])
-    trainer = instantiate(cfg.trainer, logger=False)
+    trainer = make_trainer(cfg.trainer, False, [], tmp_path)
     assert trainer.max_steps > 0
     if option in ("gpu", "ddp"):
-        assert cfg.trainer.precision == "bf16-mixed" and cfg.model.gradient_checkpointing
+        assert cfg.trainer.precision == "bf16-mixed" and cfg.trainer.gradient_checkpointing
         assert cfg.model.attn_implementation == "sdpa"
     if option == "ddp":
         assert type(trainer.strategy).__name__ == "DDPStrategy"
@@ -57,3 +66,17 @@ def test_loggers_instantiate_offline(option, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     logger = instantiate(composed([f"logger={option}"]).logger, save_dir=str(tmp_path))
     assert logger.save_dir == str(tmp_path)
+
+
+@pytest.mark.parametrize("sweep", sorted(p.stem for p in SWEEPS_DIR.glob("*.yaml")))
+def test_every_sweep_composes_and_every_cell_resolves(sweep):
+    """Each grid in sweeps/ builds on the job configs; every cell of its axes composes into valid specs."""
+    with initialize_config_dir(str(SWEEPS_DIR), version_base=None):
+        grid = compose(sweep, overrides=[f"hydra.searchpath=[file://{CONF_DIR}]"], return_hydra_config=True)
+    axes = {key: str(values).split(",") for key, values in grid.hydra.sweeper.params.items()}
+    assert {"model", "lora.rank", "targets"} <= set(axes)
+    for values in itertools.product(*axes.values()):
+        cfg = compose_job([f"{k}={v}" for k, v in zip(axes, values)], sweep, SWEEPS_DIR)
+        OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+        assert to_spec(ModelSpec, cfg.model, "model").name == values[list(axes).index("model")]
+        assert checkpoint_steps(cfg.trainer.max_steps, **cfg.schedule)[0] == 0

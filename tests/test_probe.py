@@ -12,8 +12,8 @@ from trained_tiny import ONE_THREAD, one_thread, trained_tiny_job
 
 from conftest import metrics_rows, run_module
 from rerank_lora import adapter_stats, probe
-from rerank_lora.checkpoint import TrainedJob
-from rerank_lora.lora_switch import LoraSwitch
+from rerank_lora.analysis.lora_switch import LoraSwitch
+from rerank_lora.analysis.trained_job import TrainedJob
 from rerank_lora.tables import read_csv
 
 single_thread = pytest.fixture(scope="module", autouse=True)(one_thread)

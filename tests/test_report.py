@@ -14,9 +14,10 @@ import pytest
 from trained_tiny import ONE_THREAD, one_thread
 
 from conftest import ROOT, TINY, job_dirs, run_module
-from rerank_lora import ablate, adapter_stats, metrics, probe, report
+from rerank_lora import ablate, adapter_stats, probe, report
 from rerank_lora.data.collection import read_qrels, read_run
-from rerank_lora.significance import holm, paired_t, per_query
+from rerank_lora.evaluation import metrics
+from rerank_lora.evaluation.significance import holm, paired_t, per_query
 
 single_thread = pytest.fixture(scope="module", autouse=True)(one_thread)
 TABLES = (

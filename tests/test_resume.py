@@ -11,7 +11,7 @@ import time
 import pytest
 
 from conftest import metrics_rows, model_metrics, run_module
-from rerank_lora import resume
+from rerank_lora.job_folder import JobFolder
 
 ARGS = ["model=tiny_llama", "trainer.max_steps=60", "schedule=paper", "schedule.every=20", "data.eval_depth=20", "logger=csv"]
 
@@ -62,10 +62,10 @@ def test_rerun_before_first_checkpoint_keeps_no_stale_rows(tmp_path):
     rows = [{"step": None, "split": "dev", "ranker": "first-stage"}, {"step": 0, "split": "dev", "ranker": "model"},
             {"step": 20, "split": "dev", "ranker": "model"}]
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    resume.keep_metrics_until(tmp_path, -1)
+    JobFolder(tmp_path).keep_metrics_until(-1)
     assert metrics_rows(tmp_path) == []
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    resume.keep_metrics_until(tmp_path, 0)
+    JobFolder(tmp_path).keep_metrics_until(0)
     assert metrics_rows(tmp_path) == rows[1:2]
-    resume.keep_metrics_until(tmp_path / "missing", -1)  # nothing to trim, nothing created
+    JobFolder(tmp_path / "missing").keep_metrics_until(-1)  # nothing to trim, nothing created
     assert not (tmp_path / "missing").exists()

@@ -5,23 +5,20 @@ import json
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from conftest import TINY, job_dirs, metrics_rows
-from rerank_lora.backbone import load_backbone
+from conftest import TINY, job_dirs, metrics_rows, run_module, specs
 from rerank_lora.data.collection import load_collection, read_run
 from rerank_lora.data.datamodule import RerankDataModule
-from rerank_lora.evaluation import score
-from rerank_lora.reranker import Reranker
-from rerank_lora.run import CONF_DIR
+from rerank_lora.evaluation.evaluator import score
+from rerank_lora.model.backbone import load_backbone
+from rerank_lora.model.lora import LoraSpec, add_lora, target_modules
+from rerank_lora.model.reranker import Reranker
 
 
 @pytest.fixture(scope="module")
 def tiny_job(tmp_path_factory):
     """One tiny-llama job: 4 steps, checkpoints at 0, 2 and 4 (final), W&B offline."""
-    from conftest import run_module
-
     cwd = tmp_path_factory.mktemp("job")
     args = [a for a in TINY if not a.startswith("logger")] + ["schedule.final=true", "logger=wandb"]
     result = run_module("rerank_lora.run", args, cwd)
@@ -62,10 +59,10 @@ def test_wandb_offline_run_with_config_and_metrics(tiny_job):
 
 def test_reloaded_checkpoint_gives_identical_scores(tiny_job):
     job, _ = tiny_job
-    cfg = OmegaConf.load(job / ".hydra" / "config.yaml")
-    base, tokenizer = load_backbone(cfg.model)
+    model, data_spec, cfg = specs(cfg=OmegaConf.load(job / ".hydra" / "config.yaml"))
+    base, tokenizer = load_backbone(model)
     reranker = Reranker.load(job / "checkpoints" / "step-4", base)
-    data = RerankDataModule(load_collection(cfg.data), tokenizer, cfg.data, cfg.seed)
+    data = RerankDataModule(load_collection(data_spec), tokenizer, data_spec, cfg.seed)
     rescored = score(reranker, data.eval_batches("dev"))
     written = read_run(job / "runs" / "dev-step4.trec")
     pairs = [(q, p) for q in written for p in written[q]]
@@ -78,8 +75,6 @@ def test_reloaded_checkpoint_gives_identical_scores(tiny_job):
 
 
 def test_same_seed_same_metrics(tiny_job, tmp_path):
-    from conftest import run_module
-
     job, _ = tiny_job
     args = [a for a in TINY if not a.startswith("logger")] + ["schedule.final=true", "logger=none"]
     again = run_module("rerank_lora.run", args, tmp_path)
@@ -111,7 +106,7 @@ def test_two_runs_in_the_same_second_never_share_a_folder(tmp_path):
 
     # two processes composing the run dir at once: the per-process token keeps them apart
     code = (
-        "import rerank_lora; from hydra import compose, initialize_config_dir; from rerank_lora.run import CONF_DIR;"
+        "from hydra import compose, initialize_config_dir; from rerank_lora.configs import CONF_DIR;"
         "from omegaconf import OmegaConf\n"
         "with initialize_config_dir(str(CONF_DIR), version_base=None):\n"
         "    cfg = compose('config', return_hydra_config=True)\n"
@@ -125,12 +120,9 @@ def test_two_runs_in_the_same_second_never_share_a_folder(tmp_path):
 @pytest.mark.parametrize("model", ["tiny_llama", "tiny_mistral", "tiny_pythia"])
 @pytest.mark.parametrize("targets", ["attn", "mlp", "all"])
 def test_every_family_and_target_group_adapts_the_named_projections(model, targets):
-    from rerank_lora.adapters import add_lora
-
-    with initialize_config_dir(str(CONF_DIR), version_base=None):
-        cfg = compose("config", overrides=[f"model={model}", f"targets={targets}", "lora.layers=[1]"])
-    backbone, _ = load_backbone(cfg.model)
-    peft_model = add_lora(backbone, cfg.lora, cfg.targets, cfg.model)
+    spec, _, cfg = specs([f"model={model}", f"targets={targets}", "lora.layers=[1]"])
+    backbone, _ = load_backbone(spec)
+    peft_model = add_lora(backbone, LoraSpec(layers=[1]), target_modules(targets, spec.modules))
     adapted = {n.split(".lora_A")[0] for n, _ in peft_model.named_parameters() if ".lora_A" in n}
     expected = list(cfg.model.modules.attn) * (targets != "mlp") + list(cfg.model.modules.mlp) * (targets != "attn")
     assert {a.split(".")[-1] for a in adapted} == set(expected)

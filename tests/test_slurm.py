@@ -5,6 +5,7 @@ They are skipped only where they cannot run: not root and the Debian packages no
 """
 
 import json
+import math
 import os
 import re
 import shutil
@@ -14,11 +15,17 @@ import threading
 import time
 from pathlib import Path
 
+import hydra.core.utils
 import pytest
 from hydra import compose, initialize_config_dir
+from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import OmegaConf
+from submitit.core.utils import UncompletedJobError
+from submitit.local.local import LocalJob
+from submitit.slurm.slurm import SlurmInfoWatcher
 
 from conftest import ROOT, TINY, job_dirs, metrics_rows, model_metrics, run_module, summary_rows
+from hydra_plugins.rerank_lora_launchers import private_api
 
 SLURM_SH = ROOT / "scripts" / "slurm.sh"
 DAEMONS = ["slurmctld", "slurmd", "sbatch", "sacct", "munged", "slurmdbd", "mariadbd"]
@@ -47,6 +54,58 @@ def test_launcher_configs_compose_and_basic_stays_default(launcher):
         assert {"partition", "gpus_per_node", "cpus_per_task", "mem_gb", "timeout_min", "array_parallelism", "account"} <= set(
             cfg.hydra.launcher
         )
+
+
+def test_private_api_check_passes_on_installed_versions():
+    """The launchers import: the installed submitit and Hydra have every private attribute they use."""
+    from hydra_plugins.rerank_lora_launchers import launchers
+
+    private_api.check_private_api()
+    assert all(private.present() for private in private_api.USED)
+    assert launchers.private_api is private_api
+
+
+def test_private_api_check_names_a_missing_attribute(monkeypatch):
+    monkeypatch.delattr(hydra.core.utils, "_save_config")
+    with pytest.raises(ImportError) as raised:
+        private_api.check_private_api()
+    message = str(raised.value)
+    installed = private_api.installed_version("hydra-core")
+    assert f"hydra.core.utils._save_config is missing from hydra-core {installed} (tested: hydra-core>=1.3.8,<1.4)" in message
+    assert "pip install 'hydra-core>=1.3.8,<1.4'" in message
+    assert "submitit" not in message  # only what is missing
+
+
+def test_private_api_check_sees_attributes_set_per_instance():
+    """An attribute that __init__ sets (submitit's watcher and job attributes) is checked in __init__'s code."""
+
+    class Watcher:
+        def __init__(self):
+            self._last_status_check = float("-inf")
+
+    class RenamedWatcher:
+        def __init__(self):
+            self._last_sacct_call = float("-inf")
+
+    private_api.check_private_api((private_api.Private("submitit", Watcher, "_last_status_check"),))
+    with pytest.raises(ImportError, match=r"RenamedWatcher\._last_status_check is missing from submitit 1\.5\.\d+ "):
+        private_api.check_private_api((private_api.Private("submitit", RenamedWatcher, "_last_status_check"),))
+
+
+def test_private_api_accessors_on_real_objects(tmp_path):
+    job = LocalJob(folder=tmp_path, job_id="0")  # no process, no result
+    assert private_api.process_returncode(job) is None
+    private_api.stop_waiting_for_result(job)
+    start = time.monotonic()
+    with pytest.raises(UncompletedJobError):
+        job.results()
+    assert time.monotonic() - start < 5  # not submitit's 15 s wait for the result file
+    assert private_api.seconds_since_status_check(SlurmInfoWatcher()) == math.inf  # never asked sacct
+    failed = JobReturn(status=JobStatus.FAILED)
+    failed.return_value = ValueError("boom")
+    assert str(private_api.job_exception(failed)) == "boom"
+    private_api.save_config(OmegaConf.create({"a": 1}), "config.yaml", tmp_path / ".hydra")
+    assert OmegaConf.load(tmp_path / ".hydra" / "config.yaml") == {"a": 1}
 
 
 def slurm_installed() -> bool:
@@ -307,7 +366,7 @@ def run_probe(cwd: Path, visible: str, overrides: list[str]) -> subprocess.Compl
     (cwd / "probe.yaml").write_text(
         "defaults:\n  - override hydra/launcher: local_gpus\n  - _self_\n"
         f"hydra:\n  searchpath: [file://{ROOT / 'conf'}]\n"
-        "  callbacks:\n    sweep_summary:\n      _target_: rerank_lora.sweep_summary.SweepSummary\n"
+        "  callbacks:\n    sweep_summary:\n      _target_: rerank_lora.train.sweep_summary.SweepSummary\n"
         "x: 0\nseconds: 3\n"
     )
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": visible}

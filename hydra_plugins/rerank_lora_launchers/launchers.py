@@ -21,10 +21,12 @@ from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.singleton import Singleton
-from hydra.core.utils import JobReturn, JobStatus, _save_config, filter_overrides, run_job, setup_globals
+from hydra.core.utils import JobReturn, JobStatus, filter_overrides, run_job, setup_globals
 from hydra_plugins.hydra_submitit_launcher import submitit_launcher as stock
 from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+
+from hydra_plugins.rerank_lora_launchers import private_api
 
 log = logging.getLogger(__name__)
 # SLURM states that say what happened; for others (FAILED, NODE_FAIL, ...) the error quotes the job's last stderr line
@@ -99,7 +101,7 @@ class _ReportingLauncher(stock.BaseSubmititLauncher):
                 returns.append(self._failed_cell(job, overrides, idx, f"{_state(job)}: {_last_line(err)}"))
                 continue
             if ret.status == JobStatus.FAILED:  # an exception escaped the task function
-                error = ret._return_value
+                error = private_api.job_exception(ret)
                 returns.append(self._failed_cell(job, overrides, idx, f"{type(error).__name__}: {error}"))
                 continue
             returns.append(ret)
@@ -165,9 +167,9 @@ class _ReportingLauncher(stock.BaseSubmititLauncher):
             if config.hydra.output_subdir is not None:
                 hydra_output = out_dir / str(config.hydra.output_subdir)
                 if not (hydra_output / "overrides.yaml").exists():
-                    _save_config(task_cfg, "config.yaml", hydra_output)
-                    _save_config(ret.hydra_cfg, "hydra.yaml", hydra_output)
-                    _save_config(config.hydra.overrides.task, "overrides.yaml", hydra_output)
+                    private_api.save_config(task_cfg, "config.yaml", hydra_output)
+                    private_api.save_config(ret.hydra_cfg, "hydra.yaml", hydra_output)
+                    private_api.save_config(config.hydra.overrides.task, "overrides.yaml", hydra_output)
         finally:
             hydra_config.cfg = sweep_cfg
         return out_dir, ret
@@ -179,7 +181,7 @@ def _wait_all(jobs: list[Any], refresh_s: float | None) -> None:
     pending = list(jobs)
     while pending:
         watcher = pending[0].watcher
-        if refresh_s is not None and time.time() - watcher._last_status_check > refresh_s:
+        if refresh_s is not None and private_api.seconds_since_status_check(watcher) > refresh_s:
             watcher.update()  # one sacct call for every job of the sweep
         pending = [job for job in pending if not job.done()]
         if pending:
@@ -195,13 +197,13 @@ def _grace_for_results(jobs: list[Any], seconds: float = 15) -> None:
         time.sleep(1)
         missing = [job for job in missing if not job.paths.result_pickle.exists()]
     for job in missing:
-        job._results_timeout_s = 0
+        private_api.stop_waiting_for_result(job)
 
 
 def _state(job: Any) -> str:
     """SLURM: sacct's State. Local: submitit's FINISHED or INTERRUPTED, with the process's exit code."""
     state = str(job.state)
-    returncode = getattr(getattr(job, "_process", None), "returncode", None)
+    returncode = private_api.process_returncode(job)
     return state if returncode is None else f"{state}, exit code {returncode}"
 
 

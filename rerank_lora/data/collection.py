@@ -101,6 +101,7 @@ def read_triples(path) -> list[tuple[str, str, str]]:
 
 def write_run(run: dict[str, dict[str, float]], path, tag: str) -> None:
     """Write a TREC run, each query's passages by descending score (ties by pid, as trec_eval)."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     with Path(path).open("w", encoding="utf-8") as handle:
         for qid, scores in run.items():
             ranked = sorted(scores.items(), key=lambda item: (-item[1], item[0]))
@@ -134,7 +135,7 @@ class Collection:
 
 def load_collection(paths) -> Collection:
     """Read every file named in `paths` (corpus, queries, qrels, candidates, triples?) and cross-check ids."""
-    loader = paths.get("loader", "files")
+    loader = paths.loader
     if loader == "msmarco":  # data=msmarco: Tevatron train rows and ir_datasets eval splits, see data/msmarco.py
         from rerank_lora.data.msmarco import load_msmarco
 
@@ -148,7 +149,7 @@ def load_collection(paths) -> Collection:
         query_splits=splits,
         qrels=read_qrels(paths.qrels),
         candidates=read_run(paths.candidates),
-        triples=read_triples(paths.triples) if paths.get("triples") else [],
+        triples=read_triples(paths.triples) if paths.triples else [],
     )
     _check_ids(collection, paths)
     return collection

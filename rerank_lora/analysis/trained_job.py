@@ -2,8 +2,8 @@
 uses: the job's config, its data, the base backbone with a checkpoint's adapter and head. One model is
 loaded; `switch_to` puts another checkpoint's weights into it in place."""
 
+import dataclasses
 import json
-import re
 from pathlib import Path
 
 import torch
@@ -11,13 +11,15 @@ from omegaconf import DictConfig, OmegaConf
 from peft import set_peft_model_state_dict
 from safetensors.torch import load_file
 
-from rerank_lora.backbone import load_backbone
+from rerank_lora.configs import to_spec
 from rerank_lora.data.collection import load_collection
 from rerank_lora.data.datamodule import RerankDataModule
+from rerank_lora.data.spec import DataSpec
 from rerank_lora.errors import InputError
-from rerank_lora.reranker import HEAD_FILE, Reranker
+from rerank_lora.job_folder import INFO_FILE, JobFolder, step_of_name
+from rerank_lora.model.backbone import ModelSpec, load_backbone
+from rerank_lora.model.reranker import HEAD_FILE, Reranker
 
-INFO_FILE = "reranker.json"
 ADAPTER_FILE = "adapter_model.safetensors"
 
 
@@ -25,8 +27,8 @@ def step_of(folder: Path) -> int:
     info = json.loads((folder / INFO_FILE).read_text())
     if "step" in info:
         return int(info["step"])
-    match = re.fullmatch(r"step-(\d+)", folder.name)
-    return int(match.group(1)) if match else -1
+    step = step_of_name(folder.name)
+    return -1 if step is None else step
 
 
 def checkpoint_folders(path, every: bool) -> list[Path]:
@@ -37,7 +39,7 @@ def checkpoint_folders(path, every: bool) -> list[Path]:
         return [folder]
     if not folder.is_dir():
         raise InputError(f"checkpoint={path}: no such folder; give <job>/checkpoints/step-N or a job folder")
-    found = sorted((f for f in (folder / "checkpoints").glob("step-*") if (f / INFO_FILE).is_file()), key=step_of)
+    found = [f for _, f in JobFolder(folder).checkpoints() if (f / INFO_FILE).is_file()]
     if not found:
         raise InputError(
             f"checkpoint={path}: neither a checkpoint folder (with {INFO_FILE}) nor a job folder with checkpoints/step-N"
@@ -60,17 +62,15 @@ class TrainedJob:
 
     def __init__(self, folder: Path, splits: list[str], depth: int | None = None):
         self.cfg, self.job_dir = job_config(folder)
-        data_cfg = self.cfg.data.copy()
-        data_cfg.eval_splits = list(dict.fromkeys(splits))
-        if depth is not None:
-            if not isinstance(depth, int) or depth < 1:
-                raise InputError(f"depth={depth!r}; accepted: an integer >= 1 (null: the job's data.eval_depth)")
-            data_cfg.eval_depth = depth
-        self.depth = data_cfg.eval_depth
-        collection = load_collection(data_cfg)
-        base, tokenizer = load_backbone(self.cfg.model)
+        if depth is not None and (not isinstance(depth, int) or depth < 1):
+            raise InputError(f"depth={depth!r}; accepted: an integer >= 1 (null: the job's data.eval_depth)")
+        data = to_spec(DataSpec, self.cfg.data, "data")
+        data = dataclasses.replace(data, eval_splits=list(dict.fromkeys(splits)), eval_depth=depth or data.eval_depth)
+        self.depth = data.eval_depth
+        collection = load_collection(data)
+        base, tokenizer = load_backbone(to_spec(ModelSpec, self.cfg.model, "model"))
         self.reranker = Reranker.load(folder, base).eval()
-        self.data = RerankDataModule(collection, tokenizer, data_cfg, self.cfg.seed)
+        self.data = RerankDataModule(collection, tokenizer, data, self.cfg.seed)
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.reranker.to(self.device)
         self.folder, self.step = folder, step_of(folder)

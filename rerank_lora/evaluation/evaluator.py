@@ -1,31 +1,29 @@
 """Rerank every eval split, write the TREC run, compute metrics, append them to metrics.jsonl, log them."""
 
-import json
 import logging
-from pathlib import Path
 
 import torch
 from peft import PeftModel
 from tqdm.auto import tqdm
 
-from rerank_lora import metrics
 from rerank_lora.data.collection import write_run
+from rerank_lora.evaluation import metrics
+from rerank_lora.job_folder import FIRST_STAGE, MODEL, JobFolder, metrics_row
 
 log = logging.getLogger(__name__)
 
 
 class Evaluator:
-    def __init__(self, datamodule, out_dir: Path, measures, logger=None):
-        self.data, self.out_dir, self.measures, self.logger = datamodule, Path(out_dir), list(measures), logger
+    def __init__(self, datamodule, job: JobFolder, measures, logger=None):
+        self.data, self.job, self.measures, self.logger = datamodule, job, list(measures), logger
         self.batches = {split: datamodule.eval_batches(split) for split in datamodule.first_stage}
-        (self.out_dir / "runs").mkdir(parents=True, exist_ok=True)
         self.baseline: dict[str, dict[str, float]] = {}
 
     def first_stage(self) -> None:
         """The first-stage order of each split, at the reranking depth, evaluated once per job."""
         for split, run in self.data.first_stage.items():
-            write_run(run, self.out_dir / "runs" / f"{split}-first-stage.trec", "first-stage")
-            self.baseline[split] = self._record(split, None, "first-stage", run)
+            write_run(run, self.job.run_file(split, None), FIRST_STAGE)
+            self.baseline[split] = self._record(split, None, FIRST_STAGE, run)
 
     def model(self, reranker, step: int) -> dict[str, dict[str, float]]:
         results = {}
@@ -33,15 +31,13 @@ class Evaluator:
             # merge=False: merging and unmerging leaves rounding drift in the base weights, and a resumed
             # run (fresh base weights) must continue exactly as an uninterrupted one would
             run = score(reranker, batches, desc=f"scoring {split} @ step {step}", merge=False)
-            write_run(run, self.out_dir / "runs" / f"{split}-step{step}.trec", f"step{step}")
-            results[split] = self._record(split, step, "model", run)
+            write_run(run, self.job.run_file(split, step), f"step{step}")
+            results[split] = self._record(split, step, MODEL, run)
         return results
 
     def _record(self, split: str, step: int | None, ranker: str, run: dict) -> dict[str, float]:
         values = metrics.compute(self.data.qrels(split), run, self.measures)
-        row = {"step": step, "split": split, "ranker": ranker, **values}
-        with (self.out_dir / "metrics.jsonl").open("a") as handle:
-            handle.write(json.dumps(row) + "\n")
+        self.job.append_metrics(metrics_row(step, split, ranker, values))
         log.info("%s %s step=%s %s", split, ranker, step, {k: round(v, 4) for k, v in values.items()})
         if self.logger is not None and step is not None:
             logged = {f"{split}/{name}": v for name, v in values.items()}

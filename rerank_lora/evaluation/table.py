@@ -1,14 +1,10 @@
-"""Reading a job's metrics.jsonl back, as a table for people."""
+"""A job's metrics as the table printed at the end of a job."""
 
-import json
 from pathlib import Path
 
+from rerank_lora.job_folder import JobFolder
+
 SHOWN = ("nDCG@10", "RR(rel=2)@10")
-
-
-def read_metrics(job_dir: Path) -> list[dict]:
-    path = Path(job_dir) / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
 
 def table(rows: list[dict], shown=SHOWN) -> str:
@@ -19,6 +15,6 @@ def table(rows: list[dict], shown=SHOWN) -> str:
     return "\n".join(lines)
 
 
-def print_results(job_dir: Path) -> None:
-    print(table(read_metrics(job_dir)))
-    print(f"results: {Path(job_dir).resolve()}")
+def print_results(job: JobFolder) -> None:
+    print(table(job.metrics()))
+    print(f"results: {Path(job.path).resolve()}")

@@ -1,6 +1,6 @@
 """The reranker: a LoRA-adapted backbone and a linear head on the last real token (RankLLaMA-style)."""
 
-import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
@@ -12,18 +12,28 @@ from torch import nn
 HEAD_FILE = "head.safetensors"
 
 
+@dataclass(frozen=True)
+class Optim:
+    """AdamW with linear warm-up then linear decay to zero over the run (the `optim` config group)."""
+
+    lr: float = 1e-4
+    head_lr: float | None = None  # the score head's own rate (None: lr)
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+
+
 class Reranker(L.LightningModule):
     """Scores `query: {q} document: {d}</s>` pairs; trained with softmax cross-entropy over groups
     of one positive (first) and group_size - 1 negatives."""
 
-    def __init__(self, backbone: nn.Module, group_size: int, optim):
+    def __init__(self, backbone: nn.Module, group_size: int, optim: Optim | None = None):
         super().__init__()
         self.backbone = backbone
         self.head = nn.Linear(backbone.config.hidden_size, 1)
         nn.init.normal_(self.head.weight, std=backbone.config.hidden_size**-0.5)
         nn.init.zeros_(self.head.bias)
         self.group_size = group_size
-        self.optim = optim
+        self.optim = optim or Optim()
         self.strict_loading = False  # resume checkpoints hold only the trained weights
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
@@ -46,7 +56,7 @@ class Reranker(L.LightningModule):
 
     def configure_optimizers(self):
         lora = [p for p in self.backbone.parameters() if p.requires_grad]
-        head_lr = self.optim.get("head_lr") or self.optim.lr
+        head_lr = self.optim.head_lr or self.optim.lr
         groups = [{"params": lora}, {"params": list(self.head.parameters()), "lr": head_lr}]
         optimizer = torch.optim.AdamW(groups, lr=self.optim.lr, weight_decay=self.optim.weight_decay)
         total = max(self.trainer.max_steps, 1)
@@ -60,16 +70,15 @@ class Reranker(L.LightningModule):
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
-    def save(self, folder: Path, info: dict) -> None:
-        """The adapter (peft format), the head, and what is needed to rebuild the reranker."""
+    def save(self, folder: Path) -> None:
+        """The adapter (peft format) and the head."""
         folder.mkdir(parents=True, exist_ok=True)
         self.backbone.save_pretrained(folder)
         save_file({k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}, folder / HEAD_FILE)
-        (folder / "reranker.json").write_text(json.dumps(info, indent=2))
 
     @classmethod
-    def load(cls, folder: Path, base: nn.Module, group_size: int = 1, optim=None) -> "Reranker":
+    def load(cls, folder: Path, base: nn.Module, group_size: int = 1) -> "Reranker":
         """A reranker from `save`'s folder on a freshly loaded base backbone."""
-        reranker = cls(PeftModel.from_pretrained(base, folder), group_size, optim)
+        reranker = cls(PeftModel.from_pretrained(base, folder), group_size)
         reranker.head.load_state_dict(load_file(folder / HEAD_FILE))
         return reranker

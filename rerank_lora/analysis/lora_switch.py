@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from peft.tuners.lora import LoraLayer
 
-from rerank_lora.evaluation import score
+from rerank_lora.evaluation.evaluator import score
 
 LAYER_INDEX = re.compile(r"\.(?:layers|h|blocks)\.(\d+)\.")
 

@@ -1,18 +1,16 @@
 """What a sweep folder holds, cell by cell: each job's config, metrics.jsonl, TREC runs (per-query measures
 for significance tests) and the tables that ablate / probe / adapter_stats wrote beside its checkpoints."""
 
-import json
-import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from rerank_lora.data.collection import read_qrels, read_run
 from rerank_lora.errors import InputError
-from rerank_lora.results import read_metrics
-from rerank_lora.significance import per_query
+from rerank_lora.evaluation.significance import per_query
+from rerank_lora.job_folder import FIRST_STAGE, MODEL, JobFolder, job_folders
 from rerank_lora.tables import read_csv
 
 TARGET_ORDER = {"attn": 0, "mlp": 1, "all": 2}
@@ -50,19 +48,22 @@ class Cell:
         return int(self.cfg.data.eval_depth)
 
     @property
+    def folder(self) -> JobFolder:
+        return JobFolder(self.job)
+
+    @property
     def status(self) -> str:
-        path = self.job / "status.json"
-        return json.loads(path.read_text()).get("status", "?") if path.is_file() else "unknown"
+        return self.folder.status()["status"]
 
     @cached_property
     def metrics(self) -> list[dict]:
-        return read_metrics(self.job)
+        return self.folder.metrics()
 
     def splits(self) -> list[str]:
         return list(dict.fromkeys(r["split"] for r in self.metrics))
 
     def steps(self, split: str | None = None) -> list[int]:
-        return sorted({r["step"] for r in self.metrics if r["ranker"] == "model" and split in (None, r["split"])})
+        return sorted({r["step"] for r in self.metrics if r["ranker"] == MODEL and split in (None, r["split"])})
 
     @property
     def final_step(self) -> int | None:
@@ -70,7 +71,7 @@ class Cell:
         return steps[-1] if steps else None
 
     def value(self, split: str, step: int | None, measure: str) -> float | None:
-        ranker = "first-stage" if step is None else "model"
+        ranker = FIRST_STAGE if step is None else MODEL
         found = [r for r in self.metrics if r["split"] == split and r["ranker"] == ranker and r["step"] == step]
         return found[-1].get(measure) if found else None
 
@@ -82,20 +83,14 @@ class Cell:
         """{measure: {qid: value}} of the run at `step` (None: the first stage), from runs/*.trec and the qrels."""
         key = (split, step, tuple(measures))
         if key not in self._per_query:
-            name = f"{split}-first-stage.trec" if step is None else f"{split}-step{step}.trec"
-            path = self.job / "runs" / name
+            path = self.folder.run_file(split, step)
             self._per_query[key] = (
                 per_query(_qrels(str(self.cfg.data.qrels)), read_run(path), measures) if path.is_file() else None
             )
         return self._per_query[key]
 
     def checkpoints(self) -> list[tuple[int, Path]]:
-        found = []
-        for folder in (self.job / "checkpoints").glob("step-*"):
-            match = re.fullmatch(r"step-(\d+)", folder.name)
-            if match:
-                found.append((int(match.group(1)), folder))
-        return sorted(found)
+        return self.folder.checkpoints()
 
     def table(self, name: str, step: int | None = None) -> tuple[int, list[dict]] | None:
         """(step, rows) of `name` (e.g. ablation-layers.csv) at `step`, or at the last checkpoint that has it."""
@@ -114,15 +109,10 @@ def load_sweep(path) -> list[Cell]:
     root = Path(str(path)).expanduser()
     if not root.is_dir():
         raise InputError(f"sweep={path}: no such folder")
-    configs = sorted(
-        {p.parent.parent for p in root.glob(".hydra/config.yaml")}
-        | {p.parent.parent for p in root.glob("*/.hydra/config.yaml")}
-        | {p.parent.parent for p in root.glob("*/*/.hydra/config.yaml")}
-    )
-    jobs = [j for j in configs if (j / "metrics.jsonl").is_file()]
+    jobs = [job for job in job_folders(root, depth=2) if job.metrics_file.is_file()]
     if not jobs:
         raise InputError(f"sweep={path}: no job folders (with .hydra/config.yaml and metrics.jsonl) in it")
-    cells = [Cell(job, OmegaConf.load(job / ".hydra" / "config.yaml")) for job in jobs]
+    cells = [Cell(job.path, job.config()) for job in jobs]
     for cell in cells:
         layers = cell.cfg.lora.get("layers")
         cell.label = f"{cell.model} r{cell.rank} {cell.targets}" + (f" L{list(layers)}" if layers else "")

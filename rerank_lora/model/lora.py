@@ -1,5 +1,7 @@
 """Wrap a backbone with peft LoRA on chosen projections and layers, checked against the model family."""
 
+from dataclasses import dataclass
+
 from peft import LoraConfig, get_peft_model
 
 from rerank_lora.errors import InputError
@@ -7,9 +9,19 @@ from rerank_lora.errors import InputError
 MODULE_GROUPS = ("attn", "mlp", "all")
 
 
-def target_modules(targets, modules_by_group) -> list[str]:
+@dataclass(frozen=True)
+class LoraSpec:
+    """The `lora` config group: rank r, scaling alpha / r, dropout, and the layers adapted (None: all)."""
+
+    rank: int = 8
+    alpha: float = 16
+    dropout: float = 0.1
+    layers: list | None = None
+
+
+def target_modules(targets, modules_by_group: dict) -> list[str]:
     """Projection names for `targets`: a group name (attn | mlp | all) or an explicit list of projections."""
-    known = list(modules_by_group.attn) + list(modules_by_group.mlp)
+    known = list(modules_by_group["attn"]) + list(modules_by_group["mlp"])
     if isinstance(targets, str):
         if targets not in MODULE_GROUPS:
             raise InputError(
@@ -36,18 +48,19 @@ def check_layers(layers, num_layers: int) -> list[int] | None:
     return sorted(set(layers))
 
 
-def add_lora(backbone, lora_cfg, targets_cfg, model_cfg):
-    """The backbone wrapped as a PeftModel whose only trainable weights are the LoRA matrices."""
-    if not isinstance(lora_cfg.rank, int) or lora_cfg.rank < 1:
-        raise InputError(f"lora.rank={lora_cfg.rank!r}; accepted: an integer >= 1 (the paper uses 1, 2, 8, 32)")
-    if not 0 <= lora_cfg.dropout < 1:
-        raise InputError(f"lora.dropout={lora_cfg.dropout!r}; accepted: 0 <= dropout < 1")
+def add_lora(backbone, lora: LoraSpec, projections: list[str]):
+    """The backbone wrapped as a PeftModel whose only trainable weights are the LoRA matrices on `projections`
+    (from `target_modules`)."""
+    if not isinstance(lora.rank, int) or lora.rank < 1:
+        raise InputError(f"lora.rank={lora.rank!r}; accepted: an integer >= 1 (the paper uses 1, 2, 8, 32)")
+    if not 0 <= lora.dropout < 1:
+        raise InputError(f"lora.dropout={lora.dropout!r}; accepted: 0 <= dropout < 1")
     config = LoraConfig(
-        r=lora_cfg.rank,
-        lora_alpha=lora_cfg.alpha,
-        lora_dropout=lora_cfg.dropout,
-        target_modules=target_modules(targets_cfg.modules, model_cfg.modules),
-        layers_to_transform=check_layers(lora_cfg.layers, backbone.config.num_hidden_layers),
-        layers_pattern="layers" if lora_cfg.layers is not None else None,
+        r=lora.rank,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=projections,
+        layers_to_transform=check_layers(lora.layers, backbone.config.num_hidden_layers),
+        layers_pattern="layers" if lora.layers is not None else None,
     )
     return get_peft_model(backbone, config)

@@ -6,7 +6,7 @@ import math
 import ir_measures
 from scipy import stats
 
-from rerank_lora.metrics import parse_measures
+from rerank_lora.evaluation.metrics import parse_measures
 
 
 def per_query(qrels: dict, run: dict, names) -> dict[str, dict[str, float]]:

@@ -1,0 +1,54 @@
+"""Where the Hydra configs are, the OmegaConf resolvers they use, and composing a job's config outside `run`.
+
+The configs live at the top of a checkout (`conf/`, `sweeps/`); `pip install .` copies them into the package
+(`rerank_lora/conf`, `rerank_lora/sweeps`, see pyproject.toml), so both layouts are looked for.
+"""
+
+import dataclasses
+import uuid
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, OmegaConf
+
+from rerank_lora.errors import InputError
+
+PACKAGE = Path(__file__).resolve().parent
+SHIPPED_DATA = PACKAGE / "data"
+# One token per process: two jobs started in the same second never share a folder.
+RUN_TOKEN = uuid.uuid4().hex[:6]
+
+
+def _config_folder(name: str) -> Path:
+    for folder in (PACKAGE.parent / name, PACKAGE / name):  # a checkout, then an installed package
+        if folder.is_dir():
+            return folder
+    raise FileNotFoundError(f"rerank_lora: no {name}/ beside or inside {PACKAGE}; reinstall the package")
+
+
+CONF_DIR = _config_folder("conf")
+SWEEPS_DIR = _config_folder("sweeps")
+
+
+def register_resolvers() -> None:
+    OmegaConf.register_new_resolver("shipped", lambda name: str(SHIPPED_DATA / name), replace=True)
+    OmegaConf.register_new_resolver("run_token", lambda: RUN_TOKEN, replace=True)
+
+
+def compose_job(overrides: list[str], config_name: str = "config", config_dir: Path = CONF_DIR) -> DictConfig:
+    """A job's config as `run` would compose it, for the commands that read it without running the job.
+    A sweep (config_dir=SWEEPS_DIR) also finds the job configs it builds on."""
+    with initialize_config_dir(str(config_dir), version_base=None):
+        overrides = list(overrides) + ([f"hydra.searchpath=[file://{CONF_DIR}]"] if config_dir != CONF_DIR else [])
+        return compose(config_name, overrides=overrides)
+
+
+def to_spec(cls, node, group: str):
+    """The config group `group` (a DictConfig) as the dataclass `cls` whose fields mirror it: where config
+    objects stop and library code takes plain arguments. Unknown keys get one error naming the accepted ones."""
+    values = OmegaConf.to_container(node, resolve=True) if node is not None else {}
+    accepted = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(values) - set(accepted))
+    if unknown:
+        raise InputError(f"{group}: unknown key(s) {unknown}; accepted: {', '.join(accepted)}")
+    return cls(**values)

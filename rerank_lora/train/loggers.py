@@ -1,0 +1,39 @@
+"""The job's Lightning logger, made by the entry point: one W&B (or CSV) run per job, grouped by sweep, tagged
+by grid axis, with the resolved config attached."""
+
+from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from hydra.utils import instantiate
+from lightning.pytorch.loggers import WandbLogger
+from omegaconf import DictConfig, OmegaConf
+
+
+def make_logger(cfg: DictConfig, out_dir: Path):
+    """The configured Lightning logger, or False for logger=none."""
+    if cfg.logger is None or cfg.logger.get("_target_") is None:
+        return False
+    hydra_cfg = HydraConfig.get()
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    group = Path(hydra_cfg.sweep.dir).name if multirun else out_dir.name
+    name = hydra_cfg.job.override_dirname or cfg.model.name
+    is_wandb = cfg.logger._target_.endswith("WandbLogger")
+    extra = {"group": group, "name": name, "tags": tags(cfg)} if is_wandb else {}
+    logger = instantiate(cfg.logger, save_dir=str(out_dir), **extra)
+    logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    return logger
+
+
+def tags(cfg: DictConfig) -> list[str]:
+    """W&B tags for filtering a grid: model, rank, targets, schedule, data."""
+    targets = cfg.targets.modules if isinstance(cfg.targets.modules, str) else "+".join(cfg.targets.modules)
+    schedule = HydraConfig.get().runtime.choices.get("schedule", "custom")
+    return [f"model={cfg.model.name}", f"rank={cfg.lora.rank}", f"targets={targets}", f"schedule={schedule}",
+            f"data={cfg.data.name}"]
+
+
+def finish(logger) -> None:
+    """One W&B run per job, also when a multirun runs many jobs in one process."""
+    if isinstance(logger, WandbLogger):
+        logger.experiment.finish()
