@@ -1,5 +1,7 @@
 """Speed of the default model on this machine: scoring and training pairs/s, with and without
-length-sorted padding, and a job's fixed start-up cost.
+length-sorted padding, the useful FLOP rate they mean (2 x parameters x real tokens for a forward pass; a
+LoRA step adds a backward pass through the frozen weights, 2 more, and with gradient checkpointing a second
+forward, 2 more), its fraction of a GPU's bf16 peak, and a job's fixed start-up cost.
 
     python -m rerank_lora.bench [job overrides, e.g. model=tiny_llama or trainer=gpu]    (make bench ARGS=...)
 """
@@ -24,15 +26,19 @@ from rerank_lora.run import build_reranker
 
 SCORED_QUERIES = 10  # dev queries x eval_depth pairs
 TRAIN_STEPS = 6
+BF16_PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense, by a substring of the device name
 
 
-def scoring_rate(reranker, data, sort: bool, merge: bool) -> float:
+def scoring_rate(reranker, data, sort: bool, merge: bool) -> dict:
     data.cfg = dataclasses.replace(data.cfg, sort_by_length=sort)
     batches = data.eval_batches("dev")
     pairs = sum(len(b.qids) for b in batches)
+    tokens = sum(int(b.inputs["attention_mask"].sum()) for b in batches)
+    score(reranker, batches[:1], desc="warm-up", merge=merge)
     start = time.perf_counter()
     score(reranker, batches, desc=f"sorted={sort} merged={merge}", merge=merge)
-    return pairs / (time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    return {"pairs_per_s": pairs / seconds, "tokens_per_s": tokens / seconds}
 
 
 def first_step_seconds(overrides: list[str]) -> float:
@@ -47,23 +53,38 @@ def first_step_seconds(overrides: list[str]) -> float:
     return float(re.search(r"first training step (\S+) s after", job.stderr + job.stdout).group(1))
 
 
-def training_rate(reranker, data, pad_to_max: bool, device: torch.device) -> float:
+def training_rate(reranker, data, pad_to_max: bool, device: torch.device) -> dict:
     optimizer = torch.optim.AdamW([p for p in reranker.parameters() if p.requires_grad], lr=1e-4)
     reranker.train()
-    groups = [data.train_set.group(i) for i in range(TRAIN_STEPS * data.cfg.queries_per_batch)]
     per_step = data.cfg.queries_per_batch
-    start = time.perf_counter()
-    for step in range(TRAIN_STEPS):
+    groups = [data.train_set.group(i) for i in range((TRAIN_STEPS + 1) * per_step)]
+    batches = []
+    for step in range(TRAIN_STEPS + 1):  # the first is a warm-up, not timed
         pairs = [p for g in groups[step * per_step : (step + 1) * per_step] for p in g]
-        batch = {k: v.to(device) for k, v in pad(pairs, data.pad_id, data.cfg.max_length if pad_to_max else None).items()}
+        batches.append({k: v.to(device) for k, v in pad(pairs, data.pad_id, data.cfg.max_length if pad_to_max else None).items()})
+    for index, batch in enumerate(batches):
+        if index == 1:
+            _synchronize(device)
+            start = time.perf_counter()
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
             loss = _loss(reranker, batch)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
+    _synchronize(device)
+    seconds = time.perf_counter() - start
+    tokens = sum(int(b["attention_mask"].sum()) for b in batches[1:])
+    return {"pairs_per_s": TRAIN_STEPS * per_step * data.cfg.group_size / seconds, "tokens_per_s": tokens / seconds}
+
+
+def _synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
-    return TRAIN_STEPS * per_step * data.cfg.group_size / (time.perf_counter() - start)
+
+
+def useful_tflops(rate: dict, parameters: int, passes: int) -> float:
+    """`passes` forward-pass equivalents per token (scoring 1; a LoRA step 2, 3 with gradient checkpointing)."""
+    return 2 * parameters * passes * rate["tokens_per_s"] / 1e12
 
 
 def _loss(reranker, batch):
@@ -83,20 +104,31 @@ def bench(overrides: list[str]) -> dict:
     data_spec = to_spec(DataSpec, cfg.data, "data")
     data = RerankDataModule(load_collection(data_spec), tokenizer, data_spec, cfg.seed)
     data.first_stage = {"dev": dict(list(data.first_stage["dev"].items())[:SCORED_QUERIES])}
+    name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
+    scoring = {
+        "sorted+merged": scoring_rate(reranker, data, sort=True, merge=True),
+        "sorted": scoring_rate(reranker, data, sort=True, merge=False),
+        "fixed_max_length": scoring_rate(reranker, data, sort=False, merge=False),
+    }
+    training = {
+        "padded_to_longest": training_rate(reranker, data, pad_to_max=False, device=device),
+        "padded_to_max_length": training_rate(reranker, data, pad_to_max=True, device=device),
+    }
+    parameters = sum(p.numel() for n, p in reranker.backbone.named_parameters() if "embed" not in n)
+    step_passes = 3 if cfg.trainer.get("gradient_checkpointing") else 2
+    achieved = {f"scoring {k}": useful_tflops(r, parameters, 1) for k, r in scoring.items()}
+    achieved |= {f"training {k}": useful_tflops(r, parameters, step_passes) for k, r in training.items()}
+    peak = next((tflops for gpu, tflops in BF16_PEAK_TFLOPS.items() if gpu in name), None)
     report = {
         "model": cfg.model.name,
-        "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+        "device": name,
         "threads": torch.get_num_threads(),
+        "non_embedding_parameters": parameters,
         "model_load_s": round(load_seconds, 2),
-        "scoring_pairs_per_s": {
-            "sorted+merged": scoring_rate(reranker, data, sort=True, merge=True),
-            "sorted": scoring_rate(reranker, data, sort=True, merge=False),
-            "fixed_max_length": scoring_rate(reranker, data, sort=False, merge=False),
-        },
-        "training_pairs_per_s": {
-            "padded_to_longest": training_rate(reranker, data, pad_to_max=False, device=device),
-            "padded_to_max_length": training_rate(reranker, data, pad_to_max=True, device=device),
-        },
+        "scoring": scoring,
+        "training": training,
+        "useful_tflops": achieved,
+        "fraction_of_bf16_peak": {k: v / peak for k, v in achieved.items()} if peak else "no known peak for this device",
         "job_start_to_first_training_step_s": first_step_seconds(overrides),
     }
     return report

@@ -1,13 +1,18 @@
-"""Shared helpers: run the real entry points in a subprocess, in a temporary working folder."""
+"""Shared helpers and session fixtures: the real entry points run in a subprocess (or in this process), in a
+temporary working folder; torch on one thread (on a shared 2-core machine a second thread makes tiny models
+several times slower, not faster); one tiny trained job shared by the analysis and report tests."""
 
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from rerank_lora.configs import compose_job, to_spec
 from rerank_lora.data.spec import DataSpec
@@ -15,6 +20,7 @@ from rerank_lora.model.backbone import ModelSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 MINI = ROOT / "rerank_lora" / "data" / "msmarco-mini"
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
 # A few steps of a tiny model, reranking the top 10, logged to CSV: seconds, not minutes.
 TINY = ["model=tiny_llama", "trainer.max_steps=4", "schedule=steps", "schedule.steps=[2]", "data.eval_depth=10", "logger=csv"]
 
@@ -24,6 +30,18 @@ def run_module(module: str, args: list[str], cwd: Path, env: dict | None = None,
     return subprocess.run(
         [sys.executable, "-m", module, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
     )
+
+
+def kill_after_checkpoint(cwd: Path, args: list[str], checkpoint: Path, sig=signal.SIGKILL) -> None:
+    """Start `python -m rerank_lora.run ARGS` and kill it as soon as `checkpoint` exists."""
+    env = {**os.environ, "WANDB_MODE": "offline"}
+    proc = subprocess.Popen([sys.executable, "-m", "rerank_lora.run", *args], cwd=cwd, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not checkpoint.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(sig)
+    proc.wait()
 
 
 def job_dirs(cwd: Path) -> list[Path]:
@@ -54,3 +72,34 @@ def specs(overrides: list[str] | None = None, cfg=None) -> tuple[ModelSpec, Data
 def run(tmp_path):
     """Run `python -m MODULE ARGS` in tmp_path; returns the CompletedProcess."""
     return lambda module, args, env=None: run_module(module, args, tmp_path, env)
+
+
+def run_in_process(args: list[str], cwd: Path) -> None:
+    """`python -m rerank_lora.run ARGS` in this process (Hydra's own entry point), in the folder `cwd`."""
+    from rerank_lora import run as run_command
+
+    saved_argv, saved_cwd = sys.argv, os.getcwd()
+    sys.argv = ["rerank_lora.run", *args]
+    os.chdir(cwd)
+    try:
+        run_command.main()
+    finally:
+        sys.argv = saved_argv
+        os.chdir(saved_cwd)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def trained_tiny_job(tmp_path_factory) -> Path:
+    """A tiny-llama job with checkpoints at steps 0, 2 and 4 (logger=csv), trained once per test session."""
+    cwd = tmp_path_factory.mktemp("trained-tiny")
+    run_in_process([*TINY, "schedule.final=true"], cwd)
+    (job,) = job_dirs(cwd)
+    return job

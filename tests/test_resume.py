@@ -2,29 +2,13 @@
 finished job is skipped."""
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 
-from conftest import metrics_rows, model_metrics, run_module
+from conftest import kill_after_checkpoint, metrics_rows, model_metrics, run_module
 from rerank_lora.job_folder import JobFolder
 
 ARGS = ["model=tiny_llama", "trainer.max_steps=60", "schedule=paper", "schedule.every=20", "data.eval_depth=20", "logger=csv"]
-
-
-def kill_after_checkpoint(cwd, args, checkpoint):
-    env = {**os.environ, "WANDB_MODE": "offline"}
-    proc = subprocess.Popen([sys.executable, "-m", "rerank_lora.run", *args], cwd=cwd, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while not checkpoint.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
 
 
 def test_killed_job_resumes_to_the_same_metrics(tmp_path):

@@ -11,7 +11,6 @@
 """
 
 import copy
-import json
 import logging
 import os
 import time
@@ -27,6 +26,7 @@ from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from hydra_plugins.rerank_lora_launchers import private_api
+from rerank_lora.job_folder import COMPLETED, FAILED, JobFolder
 
 log = logging.getLogger(__name__)
 # SLURM states that say what happened; for others (FAILED, NODE_FAIL, ...) the error quotes the job's last stderr line
@@ -130,15 +130,15 @@ class _ReportingLauncher(stock.BaseSubmititLauncher):
         error = f"{label} {job.job_id}: {what}"
         config = self._cell_config(overrides, idx, job.job_id)
         out_dir, ret = self._record_cell(config)
-        status_path = out_dir / "status.json"
-        previous = json.loads(status_path.read_text()) if status_path.exists() else {}
-        if previous.get("status") == "completed":  # every result was written before SLURM's verdict: keep it
+        job_folder = JobFolder(out_dir)
+        previous = job_folder.status()
+        if previous["status"] == COMPLETED:  # every result was written before SLURM's verdict: keep it
             return ret
         if previous.get("error"):
             error += f"; the job reported: {previous['error']}"
         elif not what.startswith(SELF_EXPLANATORY) and (line := _last_stderr_line(job)):  # e.g. a segfault
             error += f"; its stderr ends: {line}"
-        status_path.write_text(json.dumps({"status": "failed", "error": error}) + "\n")
+        job_folder.write_status(FAILED, error)
         log.error(f"error: #{idx} {' '.join(filter_overrides(overrides))}: {error} (logs: {job.paths.folder})")
         return ret
 
