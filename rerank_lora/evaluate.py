@@ -4,7 +4,7 @@
 """
 
 from rerank_lora import cli
-from rerank_lora.data.collection import read_qrels, read_run
+from rerank_lora.data.trec_files import read_qrels, read_run
 from rerank_lora.evaluation import metrics
 
 DEFAULTS = {"run": "???", "qrels": "???", "measures": list(metrics.DEFAULT_MEASURES)}

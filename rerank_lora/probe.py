@@ -1,34 +1,24 @@
-"""Layer-wise probing: where in the network the ranking is readable. For every layer, the last real token's
-hidden state (passed through the model's final norm, as the last layer's is) is scored by the trained head,
-and with `fit=true` also by a linear probe fitted for that layer on training groups (grouped softmax loss,
-as the reranker is trained); each layer's ranking is evaluated. Runs on every checkpoint of a job.
+"""The layer-wise probing command: the trained head (and with `fit=true` a linear probe fitted per layer) read
+at every decoder layer, at every checkpoint of a job; the engine is `analysis/probing.py`.
 
     python -m rerank_lora.probe checkpoint=PATH [fit=true] [split=dev] [depth=N]
 
 `probe.csv` beside each checkpoint; `layer` k is the output of decoder layer k (the last layer's is the
-reranker's own score). The embeddings are left out: the last token is always EOS, so every pair would tie.
+reranker's own score).
 """
 
-import logging
-import time
-from contextlib import nullcontext
 from pathlib import Path
 
-import torch
 from omegaconf import OmegaConf
-from torch import nn
 
 from rerank_lora import cli
-from rerank_lora.analysis.lora_switch import LoraSwitch
-from rerank_lora.analysis.trained_job import TrainedJob, checkpoint_folders, job_config
-from rerank_lora.analysis.wandb_tables import Chart, log_tables, wanted
+from rerank_lora.analysis import outputs
+from rerank_lora.analysis.probing import ProbeFit, Prober
+from rerank_lora.analysis.trained_job import TrainedJob, check_count, checkpoint_folders, job_config
+from rerank_lora.analysis.wandb_tables import Chart, log_table, wanted
 from rerank_lora.cli import parse_args
-from rerank_lora.data.pairs import pad
-from rerank_lora.errors import InputError
-from rerank_lora.evaluation import metrics
 from rerank_lora.tables import write_csv
 
-log = logging.getLogger("rerank_lora.probe")
 DEFAULTS = {
     "checkpoint": "???",  # <job>/checkpoints/step-N, or a job folder (every checkpoint of it)
     "split": "dev",
@@ -39,135 +29,24 @@ DEFAULTS = {
     "merge": True,  # fold LoRA into the weights while computing hidden states (restored exactly)
     "logger": "job",  # job | wandb | none
 }
-FINAL_NORMS = ("norm", "final_layer_norm", "ln_f")
-
-
-def final_norm(backbone) -> nn.Module:
-    model = backbone.get_base_model() if hasattr(backbone, "get_base_model") else backbone
-    for name in FINAL_NORMS:
-        if isinstance(getattr(model, name, None), nn.Module):
-            return getattr(model, name)
-    raise InputError(f"{type(model).__name__}: no final norm among {FINAL_NORMS}; layer-wise probing needs it")
-
-
-@torch.no_grad()
-def layer_states(reranker, batches: list[dict], device) -> torch.Tensor:
-    """(layers, pairs, hidden) float32: the last real token's state after each decoder layer, the
-    intermediate ones through the final norm (the last one already is)."""
-    norm = final_norm(reranker.backbone)
-    out = []
-    bf16 = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
-    for inputs in batches:
-        ids, mask = inputs["input_ids"].to(device), inputs["attention_mask"].to(device)
-        with bf16:
-            hidden = reranker.backbone(
-                input_ids=ids, attention_mask=mask, use_cache=False, output_hidden_states=True
-            ).hidden_states
-            rows, last = torch.arange(ids.size(0), device=device), mask.sum(dim=1) - 1
-            states = torch.stack([h[rows, last] for h in hidden[1:]])  # [0] is the embeddings
-            states = torch.cat([norm(states[:-1]), states[-1:]])
-        out.append(states.float().cpu())
-    return torch.cat(out, dim=1)
-
-
-def fit_probe(x: torch.Tensor, group_size: int, l2: float) -> nn.Module:
-    """A linear scorer on standardised features, fitted with softmax cross-entropy over groups (positive first)."""
-    mean, std = x.mean(dim=0), x.std(dim=0) + 1e-6
-    z = (x - mean) / std
-    w = torch.zeros(x.size(1), requires_grad=True)
-    optimizer = torch.optim.LBFGS([w], lr=1.0, max_iter=200, line_search_fn="strong_wolfe")
-    target = torch.zeros(x.size(0) // group_size, dtype=torch.long)
-
-    def closure():
-        optimizer.zero_grad()
-        loss = nn.functional.cross_entropy((z @ w).view(-1, group_size), target) + l2 * w.pow(2).sum()
-        loss.backward()
-        return loss
-
-    optimizer.step(closure)
-    probe = nn.Linear(x.size(1), 1)
-    with torch.no_grad():
-        probe.weight.copy_((w / std).unsqueeze(0))
-        probe.bias.fill_(-(mean * w / std).sum())
-    return probe
-
-
-class Prober:
-    def __init__(self, job: TrainedJob, cfg):
-        self.job, self.cfg = job, cfg
-        self.switch = LoraSwitch(job.reranker.backbone)
-        self.batches = job.data.eval_batches(cfg.split)
-        self.pairs = [(q, p) for b in self.batches for q, p in zip(b.qids, b.pids)]
-        self.qrels = job.data.qrels(cfg.split)
-
-    def _states(self, batches: list[dict]) -> torch.Tensor:
-        self.job.reranker.eval()
-        with self.switch.only(self.switch.sites), self.switch.merged() if self.cfg.merge else nullcontext():
-            return layer_states(self.job.reranker, batches, self.job.device)
-
-    def _evaluate(self, scores: torch.Tensor, layer: int, probe: str, **extra) -> dict:
-        run: dict[str, dict[str, float]] = {}
-        for (qid, pid), value in zip(self.pairs, scores.tolist()):
-            run.setdefault(qid, {})[pid] = value
-        values = metrics.compute(self.qrels, run, self.job.cfg.measures)
-        return {
-            "step": self.job.step,
-            "split": self.cfg.split,
-            "depth": self.job.depth,
-            "layer": layer,
-            "probe": probe,
-            **extra,
-            **values,
-        }
-
-    def rows(self) -> list[dict]:
-        started = time.perf_counter()
-        states = self._states([b.inputs for b in self.batches])
-        head = self.job.reranker.head
-        scores = states @ head.weight.detach().float().cpu()[0] + head.bias.detach().float().cpu()
-        rows = [self._evaluate(scores[i], i, "head") for i in range(states.size(0))]
-        if self.cfg.fit:
-            rows += self._fitted(states)
-        log.info("step %s: %d layers probed in %.1f s", self.job.step, states.size(0), time.perf_counter() - started)
-        return rows
-
-    def _fitted(self, states: torch.Tensor) -> list[dict]:
-        if not isinstance(self.cfg.fit_groups, int) or self.cfg.fit_groups < 1:
-            raise InputError(f"fit_groups={self.cfg.fit_groups!r}; accepted: an integer >= 1")
-        data, size = self.job.data, self.job.data.cfg.eval_batch_size
-        pairs = [pair for k in range(self.cfg.fit_groups) for pair in data.train_set.group(k)]
-        train = self._states([pad(pairs[i : i + size], data.pad_id) for i in range(0, len(pairs), size)])
-        rows = []
-        for i in range(states.size(0)):
-            probe = fit_probe(train[i], data.cfg.group_size, self.cfg.fit_l2)
-            with torch.no_grad():
-                rows.append(self._evaluate(probe(states[i]).squeeze(-1), i, "fitted", fit_pairs=len(pairs)))
-        return rows
 
 
 def probe(args: list[str]) -> list[Path]:
     cfg = parse_args(args, DEFAULTS, required=("checkpoint",))
     folders = checkpoint_folders(cfg.checkpoint, every=True)
     job_cfg, job_dir = job_config(folders[0])
-    wanted(cfg.logger, job_cfg)
+    check_count("fit_groups", cfg.fit_groups)
+    use_wandb = wanted(cfg.logger, job_cfg)
     job = TrainedJob(folders[0], [cfg.split], cfg.depth)
-    prober = Prober(job, cfg)
-    written = []
+    prober = Prober(job, cfg.split, cfg.merge, ProbeFit(cfg.fit_groups, cfg.fit_l2) if cfg.fit else None)
+    measure, written = job.measures[0], []
     for folder in folders:
         job.switch_to(folder)
         rows = prober.rows()
-        written.append(write_csv(folder / "probe.csv", rows))
-        if wanted(cfg.logger, job_cfg):
-            chart = Chart("probe", "line", "layer", job_cfg.measures[0], stroke="probe")
-            log_tables(
-                job_cfg,
-                job_dir,
-                f"probe/step-{job.step}",
-                {"probe": rows},
-                {"probe-chart": chart},
-                {"step": job.step, **OmegaConf.to_container(cfg)},
-            )
-        measure = job_cfg.measures[0]
+        written.append(write_csv(folder / outputs.csv_file(outputs.PROBE), rows))
+        if use_wandb:
+            chart = Chart("line", "layer", measure, stroke="probe")
+            log_table(job_cfg, job_dir, outputs.PROBE, job.step, rows, chart, OmegaConf.to_container(cfg))
         print(f"step {job.step}: {measure} by layer " + " ".join(f"{r['probe'][0]}{r['layer']}={r[measure]:.3f}" for r in rows))
     return written
 

@@ -2,7 +2,9 @@
 temporary working folder; torch on one thread (on a shared 2-core machine a second thread makes tiny models
 several times slower, not faster); one tiny trained job shared by the analysis and report tests."""
 
+import contextlib
 import csv
+import io
 import json
 import os
 import signal
@@ -74,18 +76,27 @@ def run(tmp_path):
     return lambda module, args, env=None: run_module(module, args, tmp_path, env)
 
 
-def run_in_process(args: list[str], cwd: Path) -> None:
-    """`python -m rerank_lora.run ARGS` in this process (Hydra's own entry point), in the folder `cwd`."""
+def run_in_process(args: list[str], cwd: Path) -> str:
+    """`python -m rerank_lora.run ARGS` in this process (Hydra's own entry point) in the folder `cwd`, with
+    W&B offline; returns what it printed. Saves a subprocess's start-up (imports) where the command line itself
+    is not under test."""
     from rerank_lora import run as run_command
 
-    saved_argv, saved_cwd = sys.argv, os.getcwd()
-    sys.argv = ["rerank_lora.run", *args]
+    saved_argv, saved_cwd, saved_mode = sys.argv, os.getcwd(), os.environ.get("WANDB_MODE")
+    sys.argv, os.environ["WANDB_MODE"] = ["rerank_lora.run", *args], "offline"
     os.chdir(cwd)
+    printed = io.StringIO()
     try:
-        run_command.main()
+        with contextlib.redirect_stdout(printed):
+            run_command.main()
     finally:
         sys.argv = saved_argv
         os.chdir(saved_cwd)
+        if saved_mode is None:
+            os.environ.pop("WANDB_MODE")
+        else:
+            os.environ["WANDB_MODE"] = saved_mode
+    return printed.getvalue()
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -1,16 +1,18 @@
 """The data=trec loader: string ids, JSONL or TSV queries, and errors that name file and line."""
 
+import dataclasses
 import json
 from pathlib import Path
 
 import pytest
-from omegaconf import OmegaConf
 
 from rerank_lora.data.collection import load_collection
+from rerank_lora.data.spec import DataSpec
 from rerank_lora.errors import InputError
 
 
-def write_collection(folder, queries_as_tsv=False):
+def write_collection(folder, queries_as_tsv=False) -> DataSpec:
+    """A tiny collection's files in `folder`; returns the DataSpec (loader=files) naming them."""
     corpus = {"msmarco_passage_12_345": "the cat sat", "msmarco_passage_00_001": "dogs bark", "p3": "birds sing"}
     (folder / "corpus.jsonl").write_text("".join(json.dumps({"pid": p, "text": t}) + "\n" for p, t in corpus.items()))
     if queries_as_tsv:
@@ -25,7 +27,7 @@ def write_collection(folder, queries_as_tsv=False):
     (folder / "triples.tsv").write_text("007\tmsmarco_passage_00_001\tp3\n")
     name = "queries.tsv" if queries_as_tsv else "queries.jsonl"
     files = {"corpus": "corpus.jsonl", "queries": name, "qrels": "qrels.tsv", "candidates": "run.trec", "triples": "triples.tsv"}
-    return OmegaConf.create({k: str(folder / v) for k, v in files.items()})
+    return DataSpec(**{k: str(folder / v) for k, v in files.items()})
 
 
 @pytest.mark.parametrize("tsv", [False, True])
@@ -51,17 +53,22 @@ def test_string_ids_and_split_labels(tmp_path, tsv):
     ],
 )
 def test_malformed_file_names_file_and_line(tmp_path, file, content, expected):
-    paths = write_collection(tmp_path)
-    Path(paths[file]).write_text(content)
+    spec = write_collection(tmp_path)
+    Path(getattr(spec, file)).write_text(content)
     with pytest.raises(InputError, match=expected.replace(".", r"\.")):
-        load_collection(paths)
+        load_collection(spec)
 
 
 def test_missing_file_is_named(tmp_path):
-    paths = write_collection(tmp_path)
-    paths.corpus = str(tmp_path / "absent.jsonl")
+    spec = dataclasses.replace(write_collection(tmp_path), corpus=str(tmp_path / "absent.jsonl"))
     with pytest.raises(InputError, match="absent.jsonl"):
-        load_collection(paths)
+        load_collection(spec)
+
+
+def test_unknown_loader_is_named(tmp_path):
+    spec = dataclasses.replace(write_collection(tmp_path), loader="parquet")
+    with pytest.raises(InputError, match="data.loader='parquet'; accepted: files, msmarco"):
+        load_collection(spec)
 
 
 @pytest.mark.parametrize(
@@ -70,9 +77,9 @@ def test_missing_file_is_named(tmp_path):
      ("candidates", "q_001 Q0 nowhere 1 1.0 bm25\n", "passage"), ("triples", "007\tp3\tnowhere\n", "passage")],
 )
 def test_ids_that_match_nothing_are_named(tmp_path, file, line, kind):
-    paths = write_collection(tmp_path)
-    with open(paths[file], "a") as handle:
+    spec = write_collection(tmp_path)
+    with open(getattr(spec, file), "a") as handle:
         handle.write(line)
     with pytest.raises(InputError, match=f"1 {kind} id\\(s\\) match nothing") as err:
-        load_collection(paths)
+        load_collection(spec)
     assert ("ghost" if kind == "query" else "nowhere") in str(err.value)

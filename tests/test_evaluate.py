@@ -3,7 +3,7 @@
 import pytest
 
 from conftest import MINI
-from rerank_lora.data.collection import read_queries, read_run, write_run
+from rerank_lora.data.trec_files import read_queries, read_run, write_run
 
 
 @pytest.fixture(scope="module")

@@ -11,13 +11,11 @@ import time
 from collections import defaultdict
 
 import pytest
-from hydra import compose, initialize_config_dir
 
-from conftest import MINI, job_dirs, metrics_rows, run_module
-from rerank_lora.data import msmarco
+from conftest import MINI, job_dirs, metrics_rows, run_module, specs
 from rerank_lora.data.collection import load_collection
 from rerank_lora.errors import InputError
-from rerank_lora.run import CONF_DIR
+from rerank_lora.fetch import fetch
 
 SPLITS = {"dl19": "dev", "dl20": "test", "dev_small": "test"}  # which mini split each fixture split borrows from
 DEPTH = 12  # candidates written per query
@@ -126,14 +124,14 @@ def no_network(monkeypatch):
     monkeypatch.setenv("IR_DATASETS_SKIP_DISK_FREE", "true")  # its docstore asks for the full collection's 14 GB
 
 
-def data_cfg(overrides):
-    with initialize_config_dir(str(CONF_DIR), version_base=None):
-        return compose("config", overrides=["data=msmarco", *overrides]).data
+def data_spec(overrides):
+    """The DataSpec of data=msmarco with `overrides`."""
+    return specs(["data=msmarco", *overrides])[1]
 
 
 def test_collection_from_upstream_layouts(upstream):
     cache, train, facts = upstream
-    c = load_collection(data_cfg([f"data.cache_dir={cache}", f"data.train_source={train}", "data.eval_depth=10"]))
+    c = load_collection(data_spec([f"data.cache_dir={cache}", f"data.train_source={train}", "data.eval_depth=10"]))
     for name, qids in facts["chosen"].items():
         assert sorted(c.split_queries(name)) == sorted(qids)
         for qid in qids:  # the unranked lists keep their file order, cut to the depth
@@ -163,7 +161,7 @@ def test_subsampling_parquet_and_a_ranked_run(upstream, tmp_path):
     dl20 = facts["chosen"]["dl20"]
     ranked = [line.split("\t") for line in facts["runs"]["dl20"]]
     (tmp_path / "bm25.trec").write_text("".join(f"{q} Q0 {p} {i} {100 - i} bm25\n" for i, (q, p) in enumerate(reversed(ranked))))
-    c = load_collection(data_cfg([
+    c = load_collection(data_spec([
         f"data.cache_dir={cache}", f"data.train_source={parquet}", "data.train_queries=2", "data.eval_depth=3",
         "data.splits.dl19.max_queries=1", f"data.splits.dl20.run={tmp_path / 'bm25.trec'}", "data.eval_splits=[dl19,dl20]",
     ]))
@@ -178,28 +176,40 @@ def test_rows_in_another_layout_are_named(upstream, tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"qid": "1", "query": "q", "positives": []}) + "\n")
     with pytest.raises(InputError, match=r"not in Tevatron's msmarco-passage-aug layout.*positive_passages"):
-        load_collection(data_cfg([f"data.cache_dir={cache}", f"data.train_source={bad}"]))
+        load_collection(data_spec([f"data.cache_dir={cache}", f"data.train_source={bad}"]))
+
+
+def test_split_entry_in_another_shape_is_named(upstream):
+    cache, train, _ = upstream
+    with pytest.raises(InputError, match=r"data\.splits\.dl19=.*expected a mapping with keys ir_dataset, max_queries, run"):
+        load_collection(data_spec([f"data.cache_dir={cache}", f"data.train_source={train}", "+data.splits.dl19.depth=5"]))
 
 
 def test_uncached_ir_dataset_fails_at_once_offline(upstream):
     cache, train, _ = upstream
     start = time.monotonic()
     with pytest.raises(InputError) as err:  # full msmarco-passage/dev needs queries.tar.gz, which is not cached
-        load_collection(data_cfg([
+        load_collection(data_spec([
             f"data.cache_dir={cache}", f"data.train_source={train}", "data.eval_splits=[dev]",
             "+data.splits.dev={ir_dataset: msmarco-passage/dev, max_queries: 2, run: null}",
         ]))
     message = str(err.value)
     assert time.monotonic() - start < 10
     assert "the ir_datasets data of msmarco-passage/dev is not in the cache" in message and str(cache / "ir_datasets") in message
-    assert "HF_HUB_OFFLINE" in message and "python -m rerank_lora.data.msmarco fetch" in message and "\n" not in message
+    assert "HF_HUB_OFFLINE" in message and "python -m rerank_lora.fetch" in message and "\n" not in message
 
 
 def test_fetch_command_reads_a_filled_cache(upstream, capsys):
     cache, train, _ = upstream
-    assert msmarco.main(["fetch", f"data.cache_dir={cache}", f"data.train_source={train}"]) == 0
+    fetch([f"data.cache_dir={cache}", f"data.train_source={train}"])  # an error would raise InputError
     out = capsys.readouterr().out
     assert "dl19: msmarco-passage/trec-dl-2019/judged: 3 queries" in out and f"copy {cache}" in out
+
+
+def test_fetch_offline_is_one_error(tmp_path):
+    expected = r"^cannot download Tevatron/msmarco-passage-aug \(train.jsonl.gz\) into .*HF_HUB_OFFLINE"
+    with pytest.raises(InputError, match=expected):
+        fetch([f"data.cache_dir={tmp_path / 'empty'}"])
 
 
 def test_tiny_model_job_on_msmarco(upstream, tmp_path):
@@ -222,4 +232,4 @@ def test_job_without_cache_or_network_fails_at_once(tmp_path):
     assert result.returncode != 0
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: Tevatron/msmarco-passage-aug (train.jsonl.gz) is not in the cache"), result.stderr[-2000:]
-    assert str(empty) in last and "python -m rerank_lora.data.msmarco fetch" in last
+    assert str(empty) in last and "python -m rerank_lora.fetch" in last

@@ -7,37 +7,35 @@ import sys
 
 import pytest
 import torch
-from omegaconf import OmegaConf
-from trained_tiny import ONE_THREAD, one_thread, trained_tiny_job
 
-from conftest import metrics_rows, run_module
+from conftest import ONE_THREAD, metrics_rows, run_module
 from rerank_lora import adapter_stats, probe
 from rerank_lora.analysis.lora_switch import LoraSwitch
+from rerank_lora.analysis.probing import Prober
 from rerank_lora.analysis.trained_job import TrainedJob
+from rerank_lora.analysis.update_stats import module_stats
+from rerank_lora.job_folder import JobFolder
 from rerank_lora.tables import read_csv
-
-single_thread = pytest.fixture(scope="module", autouse=True)(one_thread)
 
 
 @pytest.fixture(scope="module")
-def job_dir(tmp_path_factory):
-    return trained_tiny_job(tmp_path_factory)
+def job_dir(trained_tiny_job):
+    return trained_tiny_job
 
 
 def test_the_head_on_the_last_layer_is_the_rerankers_own_score(job_dir):
-    job = TrainedJob(job_dir / "checkpoints" / "step-4", ["test"])
-    cfg = OmegaConf.merge(probe.DEFAULTS, {"checkpoint": str(job.folder), "split": "test"})
-    rows = probe.Prober(job, cfg).rows()
+    job = TrainedJob(JobFolder(job_dir).checkpoint(4), ["test"])
+    rows = Prober(job, "test").rows()
     assert [(r["layer"], r["probe"]) for r in rows] == [(0, "head"), (1, "head")]
     reference = next(r for r in metrics_rows(job_dir) if r["step"] == 4 and r["split"] == "test")
-    for measure in job.cfg.measures:
+    for measure in job.measures:
         assert rows[-1][measure] == pytest.approx(reference[measure], abs=1e-9)
     assert rows[0]["nDCG@10"] != rows[-1]["nDCG@10"]
 
 
 def test_probe_cli_probes_every_checkpoint_with_fitted_probes(job_dir):
     written = probe.probe([f"checkpoint={job_dir}", "fit=true", "fit_groups=16"])
-    assert [p.parent.name for p in written] == ["step-0", "step-2", "step-4"]
+    assert [p.parent for p in written] == [JobFolder(job_dir).checkpoint(step) for step in (0, 2, 4)]
     for path in written:
         rows = read_csv(path)
         assert {(r["layer"], r["probe"]) for r in rows} == {(layer, kind) for layer in (0, 1) for kind in ("head", "fitted")}
@@ -49,9 +47,9 @@ def test_probe_cli_probes_every_checkpoint_with_fitted_probes(job_dir):
 
 
 def test_adapter_stats_match_peft_delta_weights(job_dir):
-    job = TrainedJob(job_dir / "checkpoints" / "step-4", ["dev"])
+    job = TrainedJob(JobFolder(job_dir).checkpoint(4), ["dev"])
     switch = LoraSwitch(job.reranker.backbone)
-    rows = {r["module"]: r for r in adapter_stats.stats(job.folder)}
+    rows = {r["module"]: r for r in module_stats(job.folder)}
     assert len(rows) == len(switch.sites) == 14
     for site in switch.sites:
         delta = switch.modules[site].get_delta_weight("default").double()
@@ -64,14 +62,14 @@ def test_adapter_stats_match_peft_delta_weights(job_dir):
         assert row["effective_rank"] == pytest.approx(math.exp(float(-(p * p.log()).sum())), rel=1e-4)
         assert 1 <= row["effective_rank"] <= 8
     # at step 0 B is zero: no update yet
-    assert all(r["fro_norm"] == 0 and r["effective_rank"] == 0 for r in adapter_stats.stats(job_dir / "checkpoints" / "step-0"))
+    assert all(r["fro_norm"] == 0 and r["effective_rank"] == 0 for r in module_stats(JobFolder(job_dir).checkpoint(0)))
 
 
 def test_adapter_stats_cli_writes_every_checkpoint_and_logs_wandb_tables(job_dir, tmp_path):
     result = run_module("rerank_lora.adapter_stats", [f"checkpoint={job_dir}", "logger=wandb"], tmp_path, ONE_THREAD)
     assert result.returncode == 0, result.stderr[-3000:]
     for step in (0, 2, 4):
-        rows = read_csv(job_dir / "checkpoints" / f"step-{step}" / "adapter-stats.csv")
+        rows = read_csv(JobFolder(job_dir).checkpoint(step) / "adapter-stats.csv")
         assert len(rows) == 14 and {r["step"] for r in rows} == {step}
     runs = sorted((job_dir / "wandb").glob("offline-run-*"))
     names = b"".join(next(r.glob("*.wandb")).read_bytes() for r in runs)

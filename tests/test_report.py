@@ -11,15 +11,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from trained_tiny import ONE_THREAD, one_thread
 
-from conftest import ROOT, TINY, job_dirs, run_module
+from conftest import ONE_THREAD, ROOT, TINY, job_dirs, run_module
 from rerank_lora import ablate, adapter_stats, probe, report
-from rerank_lora.data.collection import read_qrels, read_run
+from rerank_lora.data.trec_files import read_qrels, read_run
 from rerank_lora.evaluation import metrics
-from rerank_lora.evaluation.significance import holm, paired_t, per_query
+from rerank_lora.evaluation.significance import compare, holm, paired_t, per_query
+from rerank_lora.reporting.page import Page
 
-single_thread = pytest.fixture(scope="module", autouse=True)(one_thread)
 TABLES = (
     "cells-table",
     "first-stage-tests",
@@ -170,6 +169,16 @@ def test_per_query_values_average_to_the_reported_metrics_and_holm_is_step_down(
     assert paired_t({"a": 1, "b": 0.5}, {"a": 1, "b": 0.5})[1] == 1.0
 
 
+def test_compare_holm_corrects_over_the_pairs_it_compares():
+    a = {"nDCG@10": {"q1": 1.0, "q2": 0.5, "q3": 0.0}}
+    b = {"nDCG@10": {"q1": 0.5, "q2": 0.25, "q3": 0.25}}
+    found = [d["nDCG@10"] for d in compare([(a, b), None, (a, a)], ["nDCG@10"])]
+    delta, p, queries = paired_t(a["nDCG@10"], b["nDCG@10"])
+    assert (found[0].delta, found[0].queries) == (pytest.approx(delta), queries) and queries == 3
+    assert [d.p for d in found] == pytest.approx(holm([p, float("nan"), 1.0]), nan_ok=True)
+    assert found[1].queries == 0 and found[1].delta != found[1].delta  # not compared: NaN, not counted
+
+
 @pytest.mark.parametrize(
     "args,phrase",
     [
@@ -185,3 +194,13 @@ def test_bad_input_is_one_error_line(args, phrase, monkeypatch, tmp_path):
     with pytest.raises(SystemExit) as exit_info:
         report.main()
     assert str(exit_info.value.code).startswith("error: ") and phrase in str(exit_info.value.code)
+
+
+def test_the_page_escapes_every_text_and_highlights_by_column_name():
+    page = Page("report <1>")
+    page.section("cells", "A & B", "intro <b>")
+    rows = [{"cell": "<x>", "p": 0.01, "other": 0.01}, {"cell": "y", "p": 0.5}, {"cell": "z", "p": float("nan")}]
+    page.table("t", ["cell", "p", "other"], rows, highlight={"p": lambda v: v < 0.05}, caption="<c>")
+    text = page.html("sub <i>")
+    assert not re.search(r"<(x|b|i|c|1)>", text) and "&lt;x&gt;" in text and "A &amp; B" in text
+    assert text.count('class="sig"') == 1 and re.search(r'<td class="sig">0\.0100</td><td class="">0\.0100</td>', text)

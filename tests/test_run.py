@@ -7,9 +7,10 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from conftest import TINY, job_dirs, metrics_rows, run_module, specs
-from rerank_lora.data.collection import load_collection, read_run
+from conftest import TINY, job_dirs, metrics_rows, run_in_process, specs
+from rerank_lora.data.collection import load_collection
 from rerank_lora.data.datamodule import RerankDataModule
+from rerank_lora.data.trec_files import read_run
 from rerank_lora.evaluation.evaluator import score
 from rerank_lora.model.backbone import load_backbone
 from rerank_lora.model.lora import LoraSpec, add_lora, target_modules
@@ -21,14 +22,13 @@ def tiny_job(tmp_path_factory):
     """One tiny-llama job: 4 steps, checkpoints at 0, 2 and 4 (final), W&B offline."""
     cwd = tmp_path_factory.mktemp("job")
     args = [a for a in TINY if not a.startswith("logger")] + ["schedule.final=true", "logger=wandb"]
-    result = run_module("rerank_lora.run", args, cwd)
-    assert result.returncode == 0, result.stderr[-3000:]
+    printed = run_in_process(args, cwd)
     (job,) = job_dirs(cwd)
-    return job, result
+    return job, printed
 
 
 def test_job_writes_the_output_contract(tiny_job):
-    job, result = tiny_job
+    job, printed = tiny_job
     assert json.loads((job / "status.json").read_text())["status"] == "completed"
     assert OmegaConf.load(job / ".hydra" / "config.yaml").model.name == "tiny_llama"
     rows = metrics_rows(job)
@@ -45,7 +45,7 @@ def test_job_writes_the_output_contract(tiny_job):
             run = read_run(job / "runs" / f"{split}-step{step}.trec")
             assert len(run) == {"dev": 43, "test": 54}[split] and all(len(s) == 10 for s in run.values())
             assert (job / "checkpoints" / f"step-{step}" / "adapter_model.safetensors").is_file()
-    assert str(job) in result.stdout  # says where the results are
+    assert str(job) in printed  # says where the results are
 
 
 def test_wandb_offline_run_with_config_and_metrics(tiny_job):
@@ -77,8 +77,7 @@ def test_reloaded_checkpoint_gives_identical_scores(tiny_job):
 def test_same_seed_same_metrics(tiny_job, tmp_path):
     job, _ = tiny_job
     args = [a for a in TINY if not a.startswith("logger")] + ["schedule.final=true", "logger=none"]
-    again = run_module("rerank_lora.run", args, tmp_path)
-    assert again.returncode == 0, again.stderr[-3000:]
+    run_in_process(args, tmp_path)
     (job2,) = job_dirs(tmp_path)
     assert metrics_rows(job2) == metrics_rows(job)
 

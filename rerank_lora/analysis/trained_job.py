@@ -21,6 +21,13 @@ from rerank_lora.model.backbone import ModelSpec, load_backbone
 from rerank_lora.model.reranker import HEAD_FILE, Reranker
 
 ADAPTER_FILE = "adapter_model.safetensors"
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+def check_count(key: str, value, null: str | None = None) -> None:
+    """An analysis command's count argument: an integer >= 1, or null where `null` says what null means."""
+    if (value is None and null is None) or (value is not None and (not isinstance(value, int) or value < 1)):
+        raise InputError(f"{key}={value!r}; accepted: an integer >= 1" + (f" (null: {null})" if null else ""))
 
 
 def step_of(folder: Path) -> int:
@@ -58,29 +65,32 @@ def job_config(folder: Path) -> tuple[DictConfig, Path]:
 
 class TrainedJob:
     """The reranker of one checkpoint on a once-loaded base backbone, and the job's data reranking `splits`
-    at `depth` (null: the job's data.eval_depth)."""
+    at `depth` (null: the job's data.eval_depth). What analyses need of the job's config is here as plain
+    values: `model` (its ModelSpec), `measures`, `seed`, `depth`."""
 
     def __init__(self, folder: Path, splits: list[str], depth: int | None = None):
         self.cfg, self.job_dir = job_config(folder)
-        if depth is not None and (not isinstance(depth, int) or depth < 1):
-            raise InputError(f"depth={depth!r}; accepted: an integer >= 1 (null: the job's data.eval_depth)")
+        check_count("depth", depth, null="the job's data.eval_depth")
         data = to_spec(DataSpec, self.cfg.data, "data")
         data = dataclasses.replace(data, eval_splits=list(dict.fromkeys(splits)), eval_depth=depth or data.eval_depth)
         self.depth = data.eval_depth
+        self.model = to_spec(ModelSpec, self.cfg.model, "model")
+        self.measures: list[str] = list(self.cfg.measures)
+        self.seed = int(self.cfg.seed)
         collection = load_collection(data)
-        base, tokenizer = load_backbone(to_spec(ModelSpec, self.cfg.model, "model"))
+        base, tokenizer = load_backbone(self.model)
         self.reranker = Reranker.load(folder, base).eval()
         self.data = RerankDataModule(collection, tokenizer, data, self.cfg.seed)
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.reranker.to(self.device)
         self.folder, self.step = folder, step_of(folder)
-        self._adapter_config = (folder / "adapter_config.json").read_text()
+        self._adapter_config = (folder / ADAPTER_CONFIG).read_text()
 
     def switch_to(self, folder: Path) -> None:
         """Another checkpoint of the same job: its LoRA and head weights copied into the loaded model."""
         if folder == self.folder:
             return
-        if json.loads((folder / "adapter_config.json").read_text()) != json.loads(self._adapter_config):
+        if json.loads((folder / ADAPTER_CONFIG).read_text()) != json.loads(self._adapter_config):
             raise InputError(f"{folder}: its adapter config differs from {self.folder}'s; run it on its own")
         set_peft_model_state_dict(self.reranker.backbone, load_file(folder / ADAPTER_FILE, device=str(self.device)))
         self.reranker.head.load_state_dict(load_file(folder / HEAD_FILE, device=str(self.device)))

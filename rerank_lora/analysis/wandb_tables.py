@@ -1,5 +1,5 @@
 """The second record of an ablation, probe or adapter-stats table: a W&B run (offline unless WANDB_MODE says
-otherwise) in the job's folder and W&B group, holding the rows as W&B Tables and a chart of each."""
+otherwise) in the job's folder and W&B group, holding the rows as a W&B Table and a chart of them."""
 
 import logging
 import os
@@ -9,6 +9,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from rerank_lora.errors import InputError
+from rerank_lora.job_folder import checkpoint_name
 
 log = logging.getLogger(__name__)
 LOGGER_CHOICES = ("job", "wandb", "none")
@@ -16,12 +17,11 @@ LOGGER_CHOICES = ("job", "wandb", "none")
 
 @dataclass
 class Chart:
-    table: str  # key of the table it draws
     kind: str  # "line" or "bar"
     x: str
     y: str
     stroke: str | None = None  # line charts: one line per value of this column
-    rows: str | None = None  # only rows whose "variant" starts with this prefix (None: all)
+    rows_with: str | None = None  # only the rows with a value in this column (None: all)
 
 
 def wanted(choice: str, job_cfg: DictConfig) -> bool:
@@ -39,11 +39,12 @@ def job_group(job_dir: Path) -> str:
     return job_dir.parent.name if (job_dir.parent / "multirun.yaml").is_file() else job_dir.name
 
 
-def log_tables(
-    job_cfg: DictConfig, job_dir: Path, name: str, tables: dict[str, list[dict]], charts: dict[str, Chart], config: dict
-) -> None:
+def log_table(job_cfg: DictConfig, job_dir: Path, table: str, step: int, rows: list[dict], chart: Chart, settings: dict) -> None:
+    """One W&B run `<job>/<table>/step-N` holding `rows` as the W&B Table `table` and `chart` of them as
+    `<table>-chart`; `settings`: the command's own, recorded in the run's config with the step."""
     import wandb
 
+    name = f"{table}/{checkpoint_name(step)}"
     project = OmegaConf.select(job_cfg, "logger.project") or "rerank-lora"
     mode = os.environ.get("WANDB_MODE") or OmegaConf.select(job_cfg, "logger.mode") or "offline"
     run = wandb.init(
@@ -51,28 +52,24 @@ def log_tables(
         mode=mode,
         dir=str(job_dir),
         group=job_group(job_dir),
-        job_type=name.split("/")[0],
+        job_type=table,
         name=f"{job_dir.name}/{name}",
-        config={**config, "job": OmegaConf.to_container(job_cfg, resolve=False)},
+        config={"step": step, **settings, "job": OmegaConf.to_container(job_cfg, resolve=False)},
         reinit="create_new",
     )
     try:
-        logged, made = {}, {}
-        for key, rows in tables.items():
-            columns = list(dict.fromkeys(k for row in rows for k in row))
-            made[key] = rows, columns
-            logged[key] = wandb.Table(columns=columns, data=[[row.get(c) for c in columns] for row in rows])
-        for key, chart in charts.items():
-            rows, columns = made[chart.table]
-            if chart.rows:
-                rows = [r for r in rows if str(r.get("variant", "")).startswith(chart.rows)]
-            table = wandb.Table(columns=columns, data=[[row.get(c) for c in columns] for row in rows])
-            title = f"{job_dir.name} {key}"
-            if chart.kind == "bar":
-                logged[key] = wandb.plot.bar(table, chart.x, chart.y, title=title)
-            else:
-                logged[key] = wandb.plot.line(table, chart.x, chart.y, stroke=chart.stroke, title=title)
-        run.log(logged)
+        columns = list(dict.fromkeys(k for row in rows for k in row))
+
+        def as_table(chosen: list[dict]):
+            return wandb.Table(columns=columns, data=[[row.get(c) for c in columns] for row in chosen])
+
+        drawn = as_table([r for r in rows if chart.rows_with is None or r.get(chart.rows_with) is not None])
+        title = f"{job_dir.name} {table}-chart"
+        if chart.kind == "bar":
+            plot = wandb.plot.bar(drawn, chart.x, chart.y, title=title)
+        else:
+            plot = wandb.plot.line(drawn, chart.x, chart.y, stroke=chart.stroke, title=title)
+        run.log({table: as_table(rows), f"{table}-chart": plot})
     finally:
         run.finish()
-    log.info("logged %s to W&B (%s, group %s)", ", ".join(tables), mode, job_group(job_dir))
+    log.info("logged %s to W&B (%s, group %s)", table, mode, job_group(job_dir))

@@ -8,8 +8,10 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from rerank_lora.data.collection import Collection, top_k
+from rerank_lora.data.collection_type import Collection
 from rerank_lora.data.pairs import PairEncoder, pad
+from rerank_lora.data.spec import DataSpec
+from rerank_lora.data.trec_files import top_k
 from rerank_lora.errors import InputError
 
 NEGATIVE_SOURCES = ("triples", "candidates", "random")
@@ -27,10 +29,10 @@ class TrainGroups:
     in its own seeded order), with token ids for [positive, negative, ...] drawn from (seed, pass, k).
     A function of k alone, so a resumed run picks up exactly where the interrupted one stopped."""
 
-    def __init__(self, collection: Collection, data_cfg, encoder: PairEncoder, seed: int):
-        self.group_size, self.seed = data_cfg.group_size, seed
-        self.sources = _check_sources(data_cfg.negatives)
-        self.positives, self.negatives = _train_pairs(collection, data_cfg)
+    def __init__(self, collection: Collection, spec: DataSpec, encoder: PairEncoder, seed: int):
+        self.group_size, self.seed = spec.group_size, seed
+        self.sources = _check_sources(spec.negatives)
+        self.positives, self.negatives = _train_pairs(collection, spec)
         self.qids = sorted(self.positives)
         self.random_pool = sorted({p for pids in self.positives.values() for p in pids} | _flat(self.negatives))
         self._check_enough_negatives()
@@ -105,19 +107,19 @@ def _check_sources(sources) -> list[str]:
     return sources
 
 
-def _train_pairs(c: Collection, data_cfg) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+def _train_pairs(c: Collection, spec: DataSpec) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
     """Positives from triples and from qrels of train-split queries; negatives from the chosen sources."""
     positives, negatives = {}, {}
     for qid, pos, neg in c.triples:
         positives.setdefault(qid, []).append(pos)
-        if "triples" in data_cfg.negatives:
+        if "triples" in spec.negatives:
             negatives.setdefault(qid, []).append(neg)
     for qid, label in c.query_splits.items():
-        if label == data_cfg.train_split:
+        if label == spec.train_split:
             positives.setdefault(qid, []).extend(p for p, rel in c.qrels.get(qid, {}).items() if rel > 0)
-    if "candidates" in data_cfg.negatives:
+    if "candidates" in spec.negatives:
         for qid in positives:
-            ranked = top_k(c.candidates.get(qid, {}), data_cfg.candidate_negatives_depth)
+            ranked = top_k(c.candidates.get(qid, {}), spec.candidate_negatives_depth)
             negatives.setdefault(qid, []).extend(p for p in ranked if c.qrels.get(qid, {}).get(p, 0) <= 0)
     positives = {q: sorted(set(p) & c.corpus.keys()) for q, p in positives.items()}
     positives = {q: p for q, p in positives.items() if p}
@@ -129,13 +131,13 @@ class RerankDataModule(L.LightningDataModule):
     """Training groups for Lightning's fit loop; eval batches for each eval split, reranking the
     first-stage candidates to data.eval_depth."""
 
-    def __init__(self, collection: Collection, tokenizer, data_cfg, seed: int):
+    def __init__(self, collection: Collection, tokenizer, spec: DataSpec, seed: int):
         super().__init__()
-        self.collection, self.cfg, self.seed = collection, data_cfg, seed
-        self.encoder = PairEncoder(tokenizer, data_cfg.max_length)
+        self.collection, self.cfg, self.seed = collection, spec, seed
+        self.encoder = PairEncoder(tokenizer, spec.max_length)
         self.pad_id = tokenizer.pad_token_id
-        self.train_set = TrainGroups(collection, data_cfg, self.encoder, seed)
-        self.first_stage = {split: self._first_stage(split) for split in data_cfg.eval_splits}
+        self.train_set = TrainGroups(collection, spec, self.encoder, seed)
+        self.first_stage = {split: self._first_stage(split) for split in spec.eval_splits}
 
     def _first_stage(self, split: str) -> dict[str, dict[str, float]]:
         queries = set(self.collection.split_queries(split))
@@ -149,13 +151,15 @@ class RerankDataModule(L.LightningDataModule):
         return {q: self.collection.qrels[q] for q in self.first_stage[split] if q in self.collection.qrels}
 
     def train_dataloader(self) -> DataLoader:
-        """The rest of the run as one pass: from the trainer's (possibly restored) step to max_steps."""
-        per_step = self.cfg.queries_per_batch
-        groups_per_step = per_step * self.trainer.world_size  # under DDP each rank takes its share
+        """The rest of the run as one pass: from the trainer's (possibly restored) step to max_steps. An
+        optimizer step takes `accumulate_grad_batches` micro-batches of queries_per_batch groups on each rank:
+        consecutive groups of the stream, dealt out to the ranks by Lightning's distributed sampler."""
+        per_batch = self.cfg.queries_per_batch
+        groups_per_step = per_batch * self.trainer.world_size * self.trainer.accumulate_grad_batches
         start, stop = self.trainer.global_step * groups_per_step, self.trainer.max_steps * groups_per_step
         return DataLoader(
             StreamWindow(self.train_set, start, stop),
-            batch_size=per_step,
+            batch_size=per_batch,
             shuffle=False,
             generator=torch.Generator(),  # leaves the global RNG (dropout) untouched, as a resume needs
             collate_fn=lambda groups: pad([pair for group in groups for pair in group], self.pad_id),

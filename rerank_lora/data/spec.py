@@ -1,7 +1,11 @@
 """The `data` config group as a dataclass: where the collection comes from, how training groups are drawn,
-and how the eval splits are reranked. Built once in the entry point (`configs.to_spec`)."""
+and how the eval splits are reranked. Built once in the entry point (`configs.to_spec`). Also the shape of
+one data.splits entry (data=msmarco), read from the plain dicts DataSpec.splits holds.
+"""
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+
+from rerank_lora.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -33,3 +37,25 @@ class DataSpec:
     eval_depth: int = 10
     eval_batch_size: int = 16
     sort_by_length: bool = True
+
+
+@dataclass(frozen=True)
+class EvalSplit:
+    """One entry of data.splits: an ir_datasets id, how many judged queries to keep (None = all), and a ranked
+    TREC run to rerank instead of the dataset's scoreddocs."""
+
+    ir_dataset: str
+    max_queries: int | None = None
+    run: str | None = None
+
+
+def eval_split_specs(spec: DataSpec) -> dict[str, EvalSplit]:
+    """data.splits as EvalSplits by name; an entry in another shape is named with the accepted keys."""
+    accepted = ", ".join(f.name for f in fields(EvalSplit))
+    splits = {}
+    for name, values in spec.splits.items():
+        try:
+            splits[name] = EvalSplit(**values)
+        except TypeError:
+            raise InputError(f"data.splits.{name}={values!r}; expected a mapping with keys {accepted}") from None
+    return splits

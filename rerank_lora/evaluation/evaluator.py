@@ -6,7 +6,7 @@ import torch
 from peft import PeftModel
 from tqdm.auto import tqdm
 
-from rerank_lora.data.collection import write_run
+from rerank_lora.data.trec_files import write_run
 from rerank_lora.evaluation import metrics
 from rerank_lora.job_folder import FIRST_STAGE, MODEL, JobFolder, metrics_row
 

@@ -1,7 +1,9 @@
 """Per-query measures (ir_measures `iter_calc`) and two-sided paired t-tests between rankers over the same
-queries, with Holm's correction for the number of comparisons made together."""
+queries, with Holm's correction for the number of comparisons made together; `compare` does both for a list
+of pairs (the ablation tables and the sweep report use it)."""
 
 import math
+from typing import NamedTuple
 
 import ir_measures
 from scipy import stats
@@ -41,3 +43,22 @@ def holm(pvalues: list[float]) -> list[float]:
         running = max(running, min(1.0, (len(order) - rank) * p))
         adjusted[index] = running
     return adjusted
+
+
+class Difference(NamedTuple):
+    delta: float  # mean of a - b over the shared queries
+    p: float  # the paired t-test's p-value, Holm-corrected over the pairs compared together
+    queries: int
+
+
+PerQuery = dict[str, dict[str, float]]  # {measure: {qid: value}}, as `per_query` returns
+
+
+def compare(pairs: list[tuple[PerQuery, PerQuery] | None], measures) -> list[dict[str, Difference]]:
+    """Each pair (a, b) of per-query values against each other: per measure, the mean difference a - b and the
+    paired t-test's p-value, Holm-corrected over the pairs (per measure). A pair given as None is not
+    compared (NaN, NaN, 0 queries) and does not count as a comparison."""
+    missing = (math.nan, math.nan, 0)
+    tests = {m: [missing if pair is None else paired_t(pair[0][m], pair[1][m]) for pair in pairs] for m in measures}
+    adjusted = {m: holm([p for _, p, _ in tests[m]]) for m in measures}
+    return [{m: Difference(tests[m][i][0], adjusted[m][i], tests[m][i][2]) for m in measures} for i in range(len(pairs))]

@@ -1,5 +1,6 @@
 """What a sweep folder holds, cell by cell: each job's config, metrics.jsonl, TREC runs (per-query measures
-for significance tests) and the tables that ablate / probe / adapter_stats wrote beside its checkpoints."""
+for significance tests) and the tables that ablate / probe / adapter_stats wrote beside its checkpoints; and
+`Sweep`, what the report is about (the cells, the measures shown, the significance level)."""
 
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -7,7 +8,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from rerank_lora.data.collection import read_qrels, read_run
+from rerank_lora.analysis import outputs
+from rerank_lora.data.trec_files import read_qrels, read_run
 from rerank_lora.errors import InputError
 from rerank_lora.evaluation.significance import per_query
 from rerank_lora.job_folder import FIRST_STAGE, MODEL, JobFolder, job_folders
@@ -93,15 +95,15 @@ class Cell:
         return self.folder.checkpoints()
 
     def table(self, name: str, step: int | None = None) -> tuple[int, list[dict]] | None:
-        """(step, rows) of `name` (e.g. ablation-layers.csv) at `step`, or at the last checkpoint that has it."""
-        for found_step, folder in reversed(self.checkpoints()):
-            if (step is None or found_step == step) and (folder / name).is_file():
-                return found_step, read_csv(folder / name)
-        return None
+        """(step, rows) of the table `name` (e.g. ablation-layers, see analysis/outputs.py) at `step`, or at the
+        last checkpoint that has it."""
+        found = [(s, rows) for s, rows in self.tables(name) if step in (None, s)]
+        return found[-1] if found else None
 
     def tables(self, name: str) -> list[tuple[int, list[dict]]]:
-        """(step, rows) of `name` at every checkpoint that has it."""
-        return [(s, read_csv(f / name)) for s, f in self.checkpoints() if (f / name).is_file()]
+        """(step, rows) of the table `name` at every checkpoint that has it."""
+        files = [(s, f / outputs.csv_file(name)) for s, f in self.checkpoints()]
+        return [(s, read_csv(path)) for s, path in files if path.is_file()]
 
 
 def load_sweep(path) -> list[Cell]:
@@ -111,7 +113,9 @@ def load_sweep(path) -> list[Cell]:
         raise InputError(f"sweep={path}: no such folder")
     jobs = [job for job in job_folders(root, depth=2) if job.metrics_file.is_file()]
     if not jobs:
-        raise InputError(f"sweep={path}: no job folders (with .hydra/config.yaml and metrics.jsonl) in it")
+        expected = JobFolder(root)
+        needs = f"{expected.config_file.relative_to(root)} and {expected.metrics_file.name}"
+        raise InputError(f"sweep={path}: no job folders (with {needs}) in it")
     cells = [Cell(job.path, job.config()) for job in jobs]
     for cell in cells:
         layers = cell.cfg.lora.get("layers")
@@ -124,3 +128,39 @@ def load_sweep(path) -> list[Cell]:
             cell.label = f"{cell.label} ({cell.job.name})"
     cells.sort(key=lambda c: (c.model, TARGET_ORDER.get(c.targets, 3), c.targets, c.rank, c.label))
     return cells
+
+
+@dataclass
+class Sweep:
+    folder: Path
+    cells: list[Cell]
+    measures: list[str]  # shown in the report; the first (`primary`) in the plots of the analyses
+    alpha: float  # p-values below it are highlighted
+
+    @property
+    def primary(self) -> str:
+        return self.measures[0]
+
+    @property
+    def splits(self) -> list[str]:
+        return list(dict.fromkeys(s for c in self.cells for s in c.splits()))
+
+    def first_stage(self, split: str, measure: str) -> float | None:
+        return self.cells[0].value(split, None, measure)
+
+    def trained(self) -> list[Cell]:
+        """The cells with at least one evaluated checkpoint."""
+        return [c for c in self.cells if c.final_step is not None]
+
+    def last_tables(self, name: str) -> list[tuple[Cell, int, list[dict]]]:
+        """(cell, step, rows) of the table `name` at each cell's last checkpoint that has it."""
+        found = [(cell, cell.table(name)) for cell in self.cells]
+        return [(cell, *table) for cell, table in found if table]
+
+    def significant(self, p: float) -> bool:
+        return p < self.alpha
+
+
+def p_holm(measure: str) -> str:
+    """The report's column of Holm-corrected p-values of `measure`."""
+    return f"p {measure} (Holm)"

@@ -1,0 +1,130 @@
+"""The ablation engine: one loaded job and its LoRA switch score lists of variants (`variants.py`) on a split,
+without reloading; every variant is compared with the one that has every site on (paired t-tests,
+Holm-corrected over the variants), and the boundary layer is chosen on one split and reported on another."""
+
+import logging
+import random
+import time
+from dataclasses import dataclass
+
+from rerank_lora.analysis.lora_switch import LoraSwitch
+from rerank_lora.analysis.trained_job import TrainedJob
+from rerank_lora.analysis.variants import Variant, boundary_variants, compact, layer_variants, module_variants
+from rerank_lora.data.datamodule import EvalBatch
+from rerank_lora.evaluation import metrics
+from rerank_lora.evaluation.significance import PerQuery, compare, per_query
+
+log = logging.getLogger(__name__)
+Rows = tuple[list[dict], list[dict]]  # one row per variant, and one per variant and query
+
+
+@dataclass(frozen=True)
+class BoundarySearch:
+    split: str  # the boundary is chosen on this split
+    measure: str  # as the best of this measure (ties: the lower layer)
+    report_split: str  # and its effect reported on this one
+    queries: int | None = None  # chosen on a seeded sample of this many of `split`'s queries (None: every query)
+
+
+def only_queries(batches: list[EvalBatch], qids: set[str]) -> list[EvalBatch]:
+    kept = []
+    for batch in batches:
+        rows = [i for i, q in enumerate(batch.qids) if q in qids]
+        if rows:
+            inputs = {k: v[rows] for k, v in batch.inputs.items()}
+            kept.append(EvalBatch([batch.qids[i] for i in rows], [batch.pids[i] for i in rows], inputs))
+    return kept
+
+
+class Ablation:
+    """One loaded job and its LoRA switch; `merge` folds the switched-on LoRA into the weights while scoring."""
+
+    def __init__(self, job: TrainedJob, merge: bool = True):
+        self.job, self.merge = job, merge
+        self.switch = LoraSwitch(job.reranker.backbone)
+        self.measures = job.measures
+        self._batches: dict[str, list[EvalBatch]] = {}
+
+    def modules(self, split: str) -> Rows:
+        return self.evaluate(module_variants(self.switch, self.job.model.modules), split)
+
+    def layers(self, split: str, window: int | None = None) -> Rows:
+        return self.evaluate(layer_variants(self.switch, window), split)
+
+    def boundary(self, search: BoundarySearch) -> Rows:
+        """Every boundary on the selection queries; the chosen one, no LoRA and all LoRA on the report split."""
+        variants = boundary_variants(self.switch)
+        qids = self._sample(search.split, search.queries)
+        rows, queries = self.evaluate(variants, search.split, qids, role="select", chosen=False)
+        best = max(range(len(rows)), key=lambda i: (rows[i][search.measure], -i))
+        rows[best]["chosen"], chosen = True, variants[best]
+        log.info(
+            "boundary layer %s chosen on %s (%s=%.4f)", chosen.layer, search.split, search.measure, rows[best][search.measure]
+        )
+        reported = [variants[-1], variants[0]] + ([chosen] if chosen not in (variants[0], variants[-1]) else [])
+        more_rows, more_queries = self.evaluate(reported, search.report_split, role="report", chosen=False)
+        for row in more_rows:
+            row["chosen"] = row["layer"] == chosen.layer
+        return rows + more_rows, queries + more_queries
+
+    def evaluate(self, variants: list[Variant], split: str, qids: set[str] | None = None, **extra) -> Rows:
+        """One row per variant (what is on, the measures, and deltas and Holm-corrected paired p-values against
+        the variant with every site on) and the per-query values; `extra` columns go into every row."""
+        batches = self._eval_batches(split, qids)
+        qrels = self.job.data.qrels(split)
+        rows, queries, values = [], [], []
+        for variant in variants:
+            started = time.perf_counter()
+            run = self.switch.score(self.job.reranker, batches, variant.on, self.merge, desc=f"{variant.name} on {split}")
+            seconds = time.perf_counter() - started
+            by_query, means = per_query(qrels, run, self.measures), metrics.compute(qrels, run, self.measures)
+            rows.append(self._row(variant, split, by_query, means, seconds, extra))
+            queries += self._query_rows(variant, split, by_query, extra)
+            values.append(by_query)
+            log.info("%-22s %s  (%.1f s)", variant.name, " ".join(f"{m}={means[m]:.4f}" for m in self.measures[:2]), seconds)
+        self._compare(rows, values, variants)
+        return rows, queries
+
+    def _eval_batches(self, split: str, qids: set[str] | None) -> list[EvalBatch]:
+        if split not in self._batches:
+            self._batches[split] = self.job.data.eval_batches(split)
+        return self._batches[split] if qids is None else only_queries(self._batches[split], qids)
+
+    def _sample(self, split: str, size: int | None) -> set[str] | None:
+        """A seeded sample of `size` of the split's queries (None: every query)."""
+        if size is None:
+            return None
+        pool = sorted(self.job.data.first_stage[split])
+        return set(random.Random(self.job.seed).sample(pool, min(size, len(pool))))
+
+    def _row(self, variant: Variant, split: str, by_query: PerQuery, means: dict, seconds: float, extra: dict) -> dict:
+        on = sorted(variant.on)
+        return {
+            "step": self.job.step,
+            "split": split,
+            "depth": self.job.depth,
+            "queries": len(next(iter(by_query.values()))),
+            **variant.columns(),
+            **extra,
+            "layers_on": compact({s.layer for s in on}),
+            "projections_on": "+".join(p for p in self.switch.projections if any(s.projection == p for s in on)),
+            "sites_on": len(on),
+            "sites_total": len(self.switch.sites),
+            **means,
+            "seconds": round(seconds, 3),
+        }
+
+    def _query_rows(self, variant: Variant, split: str, by_query: PerQuery, extra: dict) -> list[dict]:
+        role = {"role": extra["role"]} if "role" in extra else {}
+        head = {"step": self.job.step, "split": split, "variant": variant.name, **role}
+        return [{**head, "qid": q, **{m: by_query[m][q] for m in self.measures}} for q in sorted(by_query[self.measures[0]])]
+
+    def _compare(self, rows: list[dict], values: list[PerQuery], variants: list[Variant]) -> None:
+        """delta_<M> and p_<M> of every row against the variant with every site on (none there: empty)."""
+        everything = frozenset(self.switch.sites)
+        reference = next((i for i, v in enumerate(variants) if v.on == everything), None)
+        pairs = [None if reference in (None, i) else (values[i], values[reference]) for i in range(len(rows))]
+        for i, (row, differences) in enumerate(zip(rows, compare(pairs, self.measures))):
+            for m in self.measures:
+                row[f"delta_{m}"] = None if reference is None else 0.0 if i == reference else differences[m].delta
+                row[f"p_{m}"] = differences[m].p

@@ -1,0 +1,133 @@
+"""The layer-wise probing engine: where in the network the ranking is readable. For every decoder layer, the
+last real token's hidden state (passed through the model's final norm, as the last layer's is) is scored by
+the trained head and, when asked, by a linear probe fitted for that layer on training groups (grouped softmax
+loss, as the reranker is trained); each layer's ranking is evaluated. `layer` k is the output of decoder
+layer k; the embeddings are left out (the last token is always EOS, so every pair would tie)."""
+
+import logging
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from rerank_lora.analysis.lora_switch import LoraSwitch
+from rerank_lora.analysis.trained_job import TrainedJob
+from rerank_lora.data.pairs import pad
+from rerank_lora.errors import InputError
+from rerank_lora.evaluation import metrics
+
+log = logging.getLogger(__name__)
+FINAL_NORMS = ("norm", "final_layer_norm", "ln_f")
+
+
+@dataclass(frozen=True)
+class ProbeFit:
+    groups: int = 256  # training groups (1 positive + group_size-1 negatives) the probes are fitted on
+    l2: float = 1e-3  # L2 penalty on the probe's weights (features standardised per dimension)
+
+
+def final_norm(backbone) -> nn.Module:
+    model = backbone.get_base_model() if hasattr(backbone, "get_base_model") else backbone
+    for name in FINAL_NORMS:
+        if isinstance(getattr(model, name, None), nn.Module):
+            return getattr(model, name)
+    raise InputError(f"{type(model).__name__}: no final norm among {FINAL_NORMS}; layer-wise probing needs it")
+
+
+@torch.no_grad()
+def layer_states(reranker, batches: list[dict], device) -> torch.Tensor:
+    """(layers, pairs, hidden) float32: the last real token's state after each decoder layer, the
+    intermediate ones through the final norm (the last one already is)."""
+    norm = final_norm(reranker.backbone)
+    out = []
+    bf16 = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    for inputs in batches:
+        ids, mask = inputs["input_ids"].to(device), inputs["attention_mask"].to(device)
+        with bf16:
+            hidden = reranker.backbone(
+                input_ids=ids, attention_mask=mask, use_cache=False, output_hidden_states=True
+            ).hidden_states
+            rows, last = torch.arange(ids.size(0), device=device), mask.sum(dim=1) - 1
+            states = torch.stack([h[rows, last] for h in hidden[1:]])  # [0] is the embeddings
+            states = torch.cat([norm(states[:-1]), states[-1:]])
+        out.append(states.float().cpu())
+    return torch.cat(out, dim=1)
+
+
+def fit_probe(x: torch.Tensor, group_size: int, l2: float) -> nn.Module:
+    """A linear scorer on standardised features, fitted with softmax cross-entropy over groups (positive first)."""
+    mean, std = x.mean(dim=0), x.std(dim=0) + 1e-6
+    z = (x - mean) / std
+    w = torch.zeros(x.size(1), requires_grad=True)
+    optimizer = torch.optim.LBFGS([w], lr=1.0, max_iter=200, line_search_fn="strong_wolfe")
+    target = torch.zeros(x.size(0) // group_size, dtype=torch.long)
+
+    def closure():
+        optimizer.zero_grad()
+        loss = nn.functional.cross_entropy((z @ w).view(-1, group_size), target) + l2 * w.pow(2).sum()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    probe = nn.Linear(x.size(1), 1)
+    with torch.no_grad():
+        probe.weight.copy_((w / std).unsqueeze(0))
+        probe.bias.fill_(-(mean * w / std).sum())
+    return probe
+
+
+class Prober:
+    """Probes every layer of the job's current checkpoint on `split`; `merge` folds LoRA into the weights
+    while computing hidden states (restored exactly); `fit`: also fit a linear probe per layer."""
+
+    def __init__(self, job: TrainedJob, split: str, merge: bool = True, fit: ProbeFit | None = None):
+        self.job, self.split, self.merge, self.fit = job, split, merge, fit
+        self.switch = LoraSwitch(job.reranker.backbone)
+        self.batches = job.data.eval_batches(split)
+        self.pairs = [(q, p) for b in self.batches for q, p in zip(b.qids, b.pids)]
+        self.qrels = job.data.qrels(split)
+
+    def rows(self) -> list[dict]:
+        """One row per layer and probe (`head`, then `fitted`): the measures of the ranking read there."""
+        started = time.perf_counter()
+        states = self._states([b.inputs for b in self.batches])
+        head = self.job.reranker.head
+        scores = states @ head.weight.detach().float().cpu()[0] + head.bias.detach().float().cpu()
+        rows = [self._evaluate(scores[i], i, "head") for i in range(states.size(0))]
+        if self.fit is not None:
+            rows += self._fitted(states, self.fit)
+        log.info("step %s: %d layers probed in %.1f s", self.job.step, states.size(0), time.perf_counter() - started)
+        return rows
+
+    def _states(self, batches: list[dict]) -> torch.Tensor:
+        self.job.reranker.eval()
+        with self.switch.only(self.switch.sites), self.switch.merged() if self.merge else nullcontext():
+            return layer_states(self.job.reranker, batches, self.job.device)
+
+    def _evaluate(self, scores: torch.Tensor, layer: int, probe: str, **extra) -> dict:
+        run: dict[str, dict[str, float]] = {}
+        for (qid, pid), value in zip(self.pairs, scores.tolist()):
+            run.setdefault(qid, {})[pid] = value
+        values = metrics.compute(self.qrels, run, self.job.measures)
+        return {
+            "step": self.job.step,
+            "split": self.split,
+            "depth": self.job.depth,
+            "layer": layer,
+            "probe": probe,
+            **extra,
+            **values,
+        }
+
+    def _fitted(self, states: torch.Tensor, fit: ProbeFit) -> list[dict]:
+        data, size = self.job.data, self.job.data.cfg.eval_batch_size
+        pairs = [pair for k in range(fit.groups) for pair in data.train_set.group(k)]
+        train = self._states([pad(pairs[i : i + size], data.pad_id) for i in range(0, len(pairs), size)])
+        rows = []
+        for i in range(states.size(0)):
+            probe = fit_probe(train[i], data.cfg.group_size, fit.l2)
+            with torch.no_grad():
+                rows.append(self._evaluate(probe(states[i]).squeeze(-1), i, "fitted", fit_pairs=len(pairs)))
+        return rows
