@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 ARGS ?=
 
-.PHONY: help setup demo test test-slow lint bench clean ablation-grid ablation-grid-mini
+.PHONY: help setup demo test test-gpu test-slow lint bench clean ablation-grid ablation-grid-mini plan
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-19s %s\n", $$1, $$2}'
@@ -26,6 +26,9 @@ demo: setup  ## run the default job: SmolLM2 + MS MARCO mini, no network (ARGS=.
 test: setup  ## run the test suite, without the tests marked slow
 	$(BIN)/python -m pytest -m "not slow" $(ARGS)
 
+test-gpu: setup  ## run the tests marked gpu (trainer=gpu for real; they skip without a CUDA device)
+	$(BIN)/python -m pytest -m gpu $(ARGS)
+
 test-slow:  setup  ## run only the tests marked slow (the real SmolLM2 for a few steps)
 	$(BIN)/python -m pytest -m slow $(ARGS)
 
@@ -38,17 +41,24 @@ bench: setup  ## scoring and training pairs/s for SmolLM2 on this machine
 clean:  ## remove outputs (keeps the venv and the model cache)
 	rm -rf outputs/runs outputs/multirun outputs/sweeps
 
-# Grids (sweeps/*.yaml): each axis can be narrowed from make; LAUNCHER=basic|slurm|local_gpus.
+# Grids (sweeps/*.yaml): each axis can be narrowed from make; LAUNCHER=basic|slurm|local_gpus. PLAN=1 prints the
+# grid's cost plan (rerank_lora.plan) instead of running it; `make plan GRID=paper|mini` does the same.
 LAUNCHER ?= basic
 PARTITION ?=
+PLAN ?=
+GRID ?= paper
 AXES = $(if $(MODELS),model=$(MODELS)) $(if $(RANKS),lora.rank=$(RANKS)) $(if $(TARGETS),targets=$(TARGETS))
-GRID = $(BIN)/python -m rerank_lora.run -m --config-dir sweeps
+RUN_GRID = $(BIN)/python -m rerank_lora.run -m --config-dir sweeps
+PLAN_GRID = $(BIN)/python -m rerank_lora.plan --config-dir sweeps
 
-ablation-grid: setup  ## the paper's grid (sweeps/paper.yaml) on LAUNCHER; MODELS= RANKS= TARGETS= PARTITION= ARGS= narrow it
-	$(GRID) --config-name paper hydra/launcher=$(LAUNCHER) $(if $(PARTITION),hydra.launcher.partition=$(PARTITION)) $(AXES) $(ARGS)
+ablation-grid: setup  ## the paper's grid (sweeps/paper.yaml) on LAUNCHER; MODELS= RANKS= TARGETS= PARTITION= ARGS= narrow it; PLAN=1 plans it
+	$(if $(PLAN),$(PLAN_GRID) --config-name paper $(AXES) $(ARGS),$(RUN_GRID) --config-name paper hydra/launcher=$(LAUNCHER) $(if $(PARTITION),hydra.launcher.partition=$(PARTITION)) $(AXES) $(ARGS))
 
-ablation-grid-mini: setup  ## the same grid shape on SmolLM2 on this CPU (sweeps/mini.yaml, under 30 minutes)
-	$(GRID) --config-name mini $(AXES) $(ARGS)
+ablation-grid-mini: setup  ## the same grid shape on SmolLM2 on this CPU (sweeps/mini.yaml, under 30 minutes); PLAN=1 predicts its time
+	$(if $(PLAN),$(PLAN_GRID) --config-name mini device=cpu $(AXES) $(ARGS),$(RUN_GRID) --config-name mini $(AXES) $(ARGS))
+
+plan: setup  ## a grid's steps, pairs, FLOPs, GPU-hours and memory per cell, not run (GRID=paper|mini MODELS= RANKS= TARGETS= ARGS=)
+	$(PLAN_GRID) --config-name $(GRID) $(AXES) $(ARGS)
 
 .PHONY: slurm-up slurm-down
 slurm-up:  ## start a single-node SLURM with accounting on localhost, files in .slurm/ (apt-installs it if missing)

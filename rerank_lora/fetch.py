@@ -39,6 +39,8 @@ def _fetch_train_rows(spec: DataSpec, cache: Path) -> None:
 def _fetch_eval_splits(spec: DataSpec, home: Path) -> None:
     with ir_datasets_at(home, None) as irds:  # downloads on demand: network errors end the command
         for name, split in eval_split_specs(spec).items():
+            if split.ir_dataset is None:  # read from local files (`files:`): nothing to fetch
+                continue
             dataset = irds.load(split.ir_dataset)
             iters = (dataset.queries_iter(), dataset.qrels_iter(), dataset.scoreddocs_iter())
             queries, qrels, scoreddocs = (sum(1 for _ in it) for it in iters)

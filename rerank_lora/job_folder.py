@@ -5,6 +5,9 @@
     <job>/metrics.jsonl                 one row per evaluation (`metrics_row`)
     <job>/runs/<split>-step<N>.trec     the reranked run at each checkpoint; <split>-first-stage.trec the baseline
     <job>/checkpoints/step-<N>/         adapter, head, reranker.json, trainer.ckpt, and the analysis tables
+
+A data-parallel job (trainer=ddp) is several processes running the same job in the same folder: only the global
+rank 0 writes it (`writes_job_folder`).
 """
 
 import json
@@ -20,6 +23,16 @@ FIRST_STAGE, MODEL = "first-stage", "model"  # the two kinds of ranker a metrics
 INFO_FILE = "reranker.json"  # in a checkpoint folder: its step and where the job's config is
 TRAINER_STATE = "trainer.ckpt"  # in a checkpoint folder: what a re-run resumes from
 STEP_FOLDER = re.compile(r"step-(\d+)")
+
+
+def writes_job_folder() -> bool:
+    """Whether this process writes the job folder: always in a single-process job; in a data-parallel one only
+    the global rank 0. The rank is Lightning's: the one its Trainer sets up, and before that the one the launcher
+    put in the environment (LOCAL_RANK for Lightning's own processes, SLURM_PROCID for SLURM's tasks, RANK for
+    torchrun), with NODE_RANK > 0 for a process of another node that Lightning launched there."""
+    from lightning.fabric.utilities.rank_zero import rank_zero_only  # imported here: it sets the rank (and loads torch)
+
+    return rank_zero_only.rank == 0 and int(os.environ.get("NODE_RANK") or 0) == 0
 
 
 def checkpoint_name(step: int) -> str:

@@ -22,7 +22,7 @@ from rerank_lora.data.spec import DataSpec
 from rerank_lora.errors import InputError
 from rerank_lora.evaluation.evaluator import Evaluator
 from rerank_lora.evaluation.table import print_results
-from rerank_lora.job_folder import COMPLETED, FAILED, JobFolder
+from rerank_lora.job_folder import COMPLETED, FAILED, JobFolder, writes_job_folder
 from rerank_lora.model.backbone import ModelSpec, load_backbone
 from rerank_lora.model.lora import LoraSpec, add_lora, target_modules
 from rerank_lora.model.reranker import Optim, Reranker
@@ -48,7 +48,8 @@ def train_and_evaluate(cfg: DictConfig, job: JobFolder) -> None:
     trainer_state, resumed_step = job.last_trainer_state()
     if trainer_state:
         log.info("resuming from %s", trainer_state)
-    job.keep_metrics_until(resumed_step)  # also a job killed before its first checkpoint
+    if writes_job_folder():  # trainer=ddp: every rank runs this job in this folder; rank 0 writes it
+        job.keep_metrics_until(resumed_step)  # also a job killed before its first checkpoint
 
     reranker, tokenizer = build_reranker(cfg)
     data = RerankDataModule(collection, tokenizer, data_spec, cfg.seed)
@@ -82,7 +83,8 @@ def main(cfg: DictConfig) -> None:
     except Exception as err:
         expected = isinstance(err, InputError | MissingMandatoryValue)
         message = explain(err) if expected else f"{type(err).__name__}: {err}"
-        job.write_status(FAILED, message)
+        if writes_job_folder():
+            job.write_status(FAILED, message)
         if HydraConfig.get().mode == RunMode.MULTIRUN:  # the other cells go on; the summary counts this one
             log.error("error: %s", message, exc_info=not expected)
             return
@@ -90,10 +92,12 @@ def main(cfg: DictConfig) -> None:
             raise SystemExit(f"error: {message}") from None
         raise
     except BaseException as err:  # interrupted: never leave a folder that looks finished
-        job.write_status(FAILED, type(err).__name__)
+        if writes_job_folder():
+            job.write_status(FAILED, type(err).__name__)
         raise
-    job.write_status(COMPLETED)
-    print_results(job)
+    if writes_job_folder():
+        job.write_status(COMPLETED)
+        print_results(job)
 
 
 def explain(err: Exception) -> str:

@@ -23,7 +23,7 @@ def test_two_micro_batches_of_two_groups_equal_one_batch_of_four(tmp_path):
     whole = run_module("rerank_lora.run", [*common, "data.queries_per_batch=4", "hydra.run.dir=whole"], tmp_path)
     split = run_module(
         "rerank_lora.run",
-        [*common, "data.queries_per_batch=2", "+trainer.accumulate_grad_batches=2", "hydra.run.dir=split"],
+        [*common, "data.queries_per_batch=2", "trainer.accumulate_grad_batches=2", "hydra.run.dir=split"],
         tmp_path,
     )
     assert whole.returncode == 0 and split.returncode == 0, (whole.stderr + split.stderr)[-3000:]
@@ -40,7 +40,7 @@ def test_two_micro_batches_of_two_groups_equal_one_batch_of_four(tmp_path):
 
 def test_job_with_accumulation_killed_between_checkpoints_resumes_exactly(tmp_path):
     args = [*NO_DROPOUT, "lora.dropout=0.1", "trainer.max_steps=30", "schedule=paper", "schedule.every=10",
-            "+trainer.accumulate_grad_batches=3"]
+            "trainer.accumulate_grad_batches=3"]
     full = run_module("rerank_lora.run", [*args, "hydra.run.dir=full"], tmp_path)
     assert full.returncode == 0, full.stderr[-3000:]
     job = tmp_path / "cut"

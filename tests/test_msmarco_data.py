@@ -139,15 +139,15 @@ def test_collection_from_upstream_layouts(upstream):
             assert list(c.candidates[qid]) == in_file[:10]
             assert c.qrels[qid]
     assert all(c.qrels[q] == {p: 1 for p in c.qrels[q]} for q in facts["chosen"]["dev_small"])
-    rows = [r for r in facts["rows"] if r["positive_passages"]]
-    assert sorted(c.split_queries("train")) == sorted(r["query_id"] for r in rows)  # the row without positives is left out
-    row = rows[0]
-    assert c.queries[row["query_id"]] == row["query"]
-    assert c.qrels[row["query_id"]] == {p["docid"]: 1 for p in row["positive_passages"]}
-    assert {t[2] for t in c.triples if t[0] == row["query_id"]} == {p["docid"] for p in row["negative_passages"]}
+    rows = [r for r in facts["rows"] if r["positive_passages"]]  # the row without positives is left out
+    examples = [c.train_rows.example(i) for i in range(len(c.train_rows))]
+    assert [e.qid for e in examples] == [r["query_id"] for r in rows] and not set(c.split_queries("train"))
+    for example, row in zip(examples, rows):  # read from the Arrow cache as they are needed, not gathered up front
+        assert example.query == row["query"]
+        assert example.positives == [(p["docid"], p["text"]) for p in row["positive_passages"]]  # title "-": none
+        assert {pid for pid, _ in example.negatives} == {p["docid"] for p in row["negative_passages"]}
     needed = {p for scores in c.candidates.values() for p in scores}
-    train_pids = {p["docid"] for r in rows for p in r["positive_passages"] + r["negative_passages"]}
-    assert set(c.corpus) == needed | train_pids  # only the passages reranked or trained on, not the whole collection
+    assert set(c.corpus) == needed  # only the passages reranked, not the whole collection nor the training rows
     pid = next(iter(c.candidates[facts["chosen"]["dl19"][0]]))
     assert c.corpus[pid] == facts["corpus"][pid]  # from ir_datasets' docstore, built from collection.tsv
 
@@ -165,10 +165,28 @@ def test_subsampling_parquet_and_a_ranked_run(upstream, tmp_path):
         f"data.cache_dir={cache}", f"data.train_source={parquet}", "data.train_queries=2", "data.eval_depth=3",
         "data.splits.dl19.max_queries=1", f"data.splits.dl20.run={tmp_path / 'bm25.trec'}", "data.eval_splits=[dl19,dl20]",
     ]))
-    assert len(c.split_queries("train")) == 2 and len(c.split_queries("dl19")) == 1 and not c.split_queries("dev_small")
+    assert len(c.train_rows) == 2 and len(c.split_queries("dl19")) == 1 and not c.split_queries("dev_small")
     for qid in dl20:  # the run's scores order them: its last lines first
         mine = [p for q, p in reversed(ranked) if q == qid]
         assert list(c.candidates[qid]) == mine[:3]
+
+
+def test_splits_from_shipped_files_beside_ir_datasets(upstream):
+    """recipe=rankllama's sources: DL19 from the shipped BM25 top-100 (label dev), dev/small from ir_datasets reranked
+    to its own depth."""
+    cache, train, facts = upstream
+    c = load_collection(data_spec([
+        "recipe=rankllama", f"data.cache_dir={cache}", f"data.train_source={train}", "data.eval_splits=[dl19,dev_small]",
+    ]))
+    corpus, queries, qrels, run, _ = read_mini()
+    dl19 = sorted(q["qid"] for q in queries if q["split"] == "dev")
+    assert sorted(c.split_queries("dl19")) == dl19 and len(dl19) == 43
+    assert all(list(c.candidates[q]) == run[q][:100] for q in dl19)  # the shipped run's own ranking, to depth 100
+    assert all(c.qrels[q] == qrels[q] for q in dl19)
+    assert sorted(c.split_queries("dev_small")) == sorted(facts["chosen"]["dev_small"])
+    assert all(len(c.candidates[q]) == DEPTH for q in facts["chosen"]["dev_small"])  # depth 1000: all of them
+    pid = run[dl19[0]][0]
+    assert " ".join(c.corpus[pid].split()) == corpus[pid]  # the shipped corpus.jsonl's text
 
 
 def test_rows_in_another_layout_are_named(upstream, tmp_path):
@@ -181,8 +199,11 @@ def test_rows_in_another_layout_are_named(upstream, tmp_path):
 
 def test_split_entry_in_another_shape_is_named(upstream):
     cache, train, _ = upstream
-    with pytest.raises(InputError, match=r"data\.splits\.dl19=.*expected a mapping with keys ir_dataset, max_queries, run"):
-        load_collection(data_spec([f"data.cache_dir={cache}", f"data.train_source={train}", "+data.splits.dl19.depth=5"]))
+    keys = "ir_dataset, files, label, max_queries, run, depth"
+    with pytest.raises(InputError, match=rf"data\.splits\.dl19=.*expected a mapping with keys {keys}"):
+        load_collection(data_spec([f"data.cache_dir={cache}", f"data.train_source={train}", "+data.splits.dl19.top=5"]))
+    with pytest.raises(InputError, match=r"data\.splits\.dl19: give exactly one of ir_dataset .* or files"):
+        load_collection(data_spec([f"data.cache_dir={cache}", f"data.train_source={train}", f"data.splits.dl19.files={MINI}"]))
 
 
 def test_uncached_ir_dataset_fails_at_once_offline(upstream):

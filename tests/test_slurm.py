@@ -23,6 +23,7 @@ from omegaconf import OmegaConf
 from submitit.core.utils import UncompletedJobError
 from submitit.local.local import LocalJob
 from submitit.slurm.slurm import SlurmInfoWatcher
+from test_ddp import RANK_1_LOG, TWO_PROCESSES, assert_one_job_folder, assert_trains_as, train_one_process
 
 from conftest import ROOT, TINY, job_dirs, metrics_rows, model_metrics, run_module, summary_rows
 from hydra_plugins.rerank_lora_launchers import private_api
@@ -334,6 +335,52 @@ def test_timed_out_or_requeued_cell_resumes_in_its_folder(slurm_env, tmp_path):
         assert got[key]["nDCG@10"] == pytest.approx(row["nDCG@10"], abs=1e-4), key
     assert sum(r["ranker"] == "first-stage" for r in metrics_rows(job)) == 2  # the baseline once, not three times
     assert {row["status"] for row in first_row_per_job(job.parent).values()} == {"completed"}
+
+
+@pytest.fixture(scope="module")
+def one_process_job(tmp_path_factory) -> Path:
+    """tests/test_ddp.py's reference: the data-parallel job's training in one process, 4 groups a step."""
+    return train_one_process(tmp_path_factory.mktemp("reference"))
+
+
+def test_data_parallel_cell_of_two_tasks_trains_as_one_process_and_resumes(slurm_env, tmp_path, one_process_job):
+    """trainer=ddp as one SLURM job of 2 tasks, a CPU each (gloo), the way a multi-GPU cell runs on a cluster: both
+    tasks run the cell in its one folder, which task 0 alone writes. Once it has its step-2 trainer.ckpt it gets
+    submitit's timeout signal (USR2): task 0 requeues the job, whose 2 tasks run again and resume from the last
+    checkpoint. It ends with the weights of the 1-process run (2 x 2 groups a step against 4) at every checkpoint and
+    its metrics. (The cell's folder is named by hydra.sweep.subdir: its overrides would make a name too long.)"""
+    args = ["-m", *ON_TEST_CLUSTER, "hydra.launcher.tasks_per_node=2", *TWO_PROCESSES, "hydra.sweep.subdir=ddp"]
+    start = time.monotonic()
+    sweep = Sweep(args, tmp_path, slurm_env)
+    try:
+        ckpt = wait_until("the step-2 checkpoint", sweep, 240,
+                          lambda: next(tmp_path.glob("outputs/**/ddp/checkpoints/step-2/trainer.ckpt"), None), poll=0.05)
+        job = ckpt.parents[2]
+        submitit = job.parent / ".submitit"
+        job_id = wait_until("its job id", sweep, 30, lambda: next((p.name for p in submitit.glob("[0-9]*") if p.is_dir()), None))
+        slurm(slurm_env, "scancel", "--signal=USR2", job_id)
+        wait_until("the requeue", sweep, 60, lambda: requeued(slurm_env, job_id, 1), poll=0.5)
+        returncode = sweep.wait(timeout=300)
+    finally:
+        sweep.stop()
+    print(f"2-task cell through SLURM, requeued once: {time.monotonic() - start:.0f} s")
+    assert returncode == 0, sweep.stdout[-3000:] + sweep.stderr[-3000:]
+    log = "".join(p.read_text() for p in submitit.glob(f"{job_id}/*_log.*"))
+    assert f"Requeued job {job_id}" in log and "Not checkpointing nor requeuing since I am a slave (procid=1)" in log
+    # task 1 may still be ending: its first run's result (written when task 0 left) already counts for submitit
+    deadline = time.monotonic() + 60
+    while (states := slurm(slurm_env, "sacct", "-X", "-D", "-n", "-P", "-o", "State", "-j", job_id).split())[-1] == "RUNNING":
+        assert time.monotonic() < deadline, states
+        time.sleep(1)
+    assert states == ["REQUEUED", "COMPLETED"], states
+    (step,) = resumed_steps(job / "run.log")
+    assert step in (2, 4) and resumed_steps(job / RANK_1_LOG) == [step]  # both tasks resumed, from the same checkpoint
+    assert json.loads((job / "status.json").read_text()) == {"status": "completed", "error": None}
+    assert {row["status"] for row in first_row_per_job(job.parent).values()} == {"completed"}
+    largest = assert_trains_as(job, one_process_job)
+    print(f"2 SLURM tasks vs 1 process: largest weight difference {largest:.1e}")
+    assert_one_job_folder(tmp_path, job, one_process_job)
+    assert [p.name for p in submitit.glob(f"{job_id}/*_result.pkl")] != []  # a result per task; task 0's is the cell's
 
 
 PROBE = """

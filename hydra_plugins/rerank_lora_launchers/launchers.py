@@ -8,6 +8,11 @@
 - The sweep folder is resolved once, in the sweep's process, and travels with each job: a job that submitit
   requeues after a timeout or preemption (it pickles this launcher again) runs in the same folder, where
   rerank_lora.run resumes it from its last trainer.ckpt.
+
+A data-parallel cell (trainer=ddp with tasks_per_node = trainer.devices > 1) is one SLURM job of several tasks,
+each running the cell (Lightning takes their ranks from SLURM_PROCID): all of them in the cell's one folder, where
+only task 0 writes .hydra/ and the job's files; task N logs to train_ddp_process_N.log there, as Lightning's own
+DDP processes do. The cell's result is task 0's.
 """
 
 import copy
@@ -50,7 +55,12 @@ class _ReportingLauncher(stock.BaseSubmititLauncher):
 
         Singleton.set_state(singleton_state)
         setup_globals()
-        config = self._cell_config(sweep_overrides, job_num, submitit.JobEnvironment().job_id)
+        environment = submitit.JobEnvironment()
+        config = self._cell_config(sweep_overrides, job_num, environment.job_id)
+        if environment.global_rank > 0:  # another task of a data-parallel cell: same folder, no .hydra/, own log
+            with open_dict(config.hydra):
+                config.hydra.output_subdir = None
+                config.hydra.job.name = f"train_ddp_process_{environment.global_rank}"
         return run_job(
             hydra_context=self.hydra_context,
             task_function=self.task_function,
@@ -93,7 +103,7 @@ class _ReportingLauncher(stock.BaseSubmititLauncher):
         returns = []
         for job, (overrides, _, idx, _, _) in zip(jobs, job_params):
             try:
-                ret = job.results()[0]
+                ret = job.results()[0]  # one result per task: task 0's is the cell's
             except submitit.core.utils.UncompletedJobError:  # killed from outside: no result
                 returns.append(self._failed_cell(job, overrides, idx, _state(job)))
                 continue

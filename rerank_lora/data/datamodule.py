@@ -1,20 +1,25 @@
-"""Training groups (1 positive + negatives per query) and length-sorted eval batches over a Collection."""
+"""Training groups (1 positive + negatives per query), tokenised as they are drawn, and length-sorted eval
+batches over a Collection."""
 
 import functools
+import logging
+import math
 import random
 from dataclasses import dataclass
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from rerank_lora.data.collection_type import Collection
-from rerank_lora.data.pairs import PairEncoder, pad
-from rerank_lora.data.spec import DataSpec
+from rerank_lora.data.pairs import PairEncoder, TokenCache, pad
+from rerank_lora.data.spec import DataSpec, split_depth
+from rerank_lora.data.train_sources import NEGATIVE_SOURCES, CollectionPairs, Example, check_sources
 from rerank_lora.data.trec_files import top_k
 from rerank_lora.errors import InputError
 
-NEGATIVE_SOURCES = ("triples", "candidates", "random")
+log = logging.getLogger(__name__)
+CACHED_QUERIES, CACHED_PASSAGES = 4096, 16384  # token ids kept (a few tens of MB at most)
 
 
 @dataclass
@@ -27,54 +32,65 @@ class EvalBatch:
 class TrainGroups:
     """The training stream: group k is query k % n of pass k // n over the training queries (each pass
     in its own seeded order), with token ids for [positive, negative, ...] drawn from (seed, pass, k).
-    A function of k alone, so a resumed run picks up exactly where the interrupted one stopped."""
+    A function of k alone, so a resumed run picks up exactly where the interrupted one stopped. Texts are
+    read from the source and tokenised when a group needs them (a bounded cache keeps recent ones), so the
+    stream starts at once however many queries the source holds."""
 
     def __init__(self, collection: Collection, spec: DataSpec, encoder: PairEncoder, seed: int):
-        self.group_size, self.seed = spec.group_size, seed
-        self.sources = _check_sources(spec.negatives)
-        self.positives, self.negatives = _train_pairs(collection, spec)
-        self.qids = sorted(self.positives)
-        self.random_pool = sorted({p for pids in self.positives.values() for p in pids} | _flat(self.negatives))
+        self.group_size, self.seed, self.encoder = spec.group_size, seed, encoder
+        self.sources = check_sources(spec.negatives)
+        self.source = collection.train_rows if collection.train_rows is not None else CollectionPairs(collection, spec)
+        if collection.train_rows is not None and "candidates" in self.sources:
+            raise InputError(
+                f"data.negatives={self.sources}: data=msmarco's training rows have no first-stage candidates; "
+                "accepted there: triples (each row's own hard negatives), random"
+            )
         self._check_enough_negatives()
-        pids = sorted({p for q in self.qids for p in self.positives[q] + self.negatives.get(q, [])} | set(self.random_pool))
-        self.query_ids = dict(zip(self.qids, encoder.queries([collection.queries[q] for q in self.qids])))
-        self.passage_ids = dict(zip(pids, encoder.passages([collection.corpus[p] for p in pids])))
-        self.encoder = encoder
+        self.queries = TokenCache(encoder.queries, CACHED_QUERIES)
+        self.passages = TokenCache(encoder.passages, CACHED_PASSAGES)
+
+    def __len__(self) -> int:
+        return len(self.source)
 
     def group(self, k: int) -> list[list[int]]:
-        n = len(self.qids)
+        n = len(self.source)
         passes, position = divmod(k, n)
-        qid = self.qids[self._order(passes)[position]]
+        example = self.source.example(self._order(passes)[position])
         rng = random.Random(f"{self.seed}:{passes}:{position}")
-        group = [rng.choice(self.positives[qid])] + self._draw_negatives(qid, rng)
-        return [self.encoder.join(self.query_ids[qid], self.passage_ids[pid]) for pid in group]
+        chosen = [rng.choice(example.positives)] + self._draw_negatives(example, rng)
+        (query_ids,) = self.queries.get([(example.qid, example.query)])
+        return [self.encoder.join(query_ids, ids) for ids in self.passages.get(chosen)]
 
     @functools.lru_cache(maxsize=2)  # noqa: B019 - one object per job; the cache holds two permutations
     def _order(self, passes: int) -> list[int]:
-        return random.Random(f"{self.seed}:order:{passes}").sample(range(len(self.qids)), len(self.qids))
+        n = len(self.source)
+        return random.Random(f"{self.seed}:order:{passes}").sample(range(n), n)
 
-    def _draw_negatives(self, qid: str, rng: random.Random) -> list[str]:
+    def _draw_negatives(self, example: Example, rng: random.Random) -> list[tuple[str, str]]:
         wanted = self.group_size - 1
-        own = list(self.negatives.get(qid, []))
+        own = list(example.negatives)
         rng.shuffle(own)
         drawn = own[:wanted]
         if "random" in self.sources:
-            excluded = set(self.positives[qid]) | set(drawn)
+            excluded = {pid for pid, _ in example.positives} | {pid for pid, _ in drawn}
             while len(drawn) < wanted:
-                pid = rng.choice(self.random_pool)
+                pid, text = self.source.random_passage(rng)
                 if pid not in excluded:
-                    drawn.append(pid)
+                    drawn.append((pid, text))
                     excluded.add(pid)
         while len(drawn) < wanted:  # too few negatives of its own and no random source: repeat them
             drawn.append(rng.choice(own))
         return drawn
 
     def _check_enough_negatives(self) -> None:
-        if not self.qids:
-            raise InputError("no training queries: give data.triples, or queries labelled data.train_split in qrels")
+        if not len(self.source):
+            raise InputError(
+                "no training queries: give data.triples, or queries labelled data.train_split in qrels "
+                "(data=msmarco: rows with a positive passage in data.train_source)"
+            )
         if "random" in self.sources:
             return
-        lacking = [q for q in self.qids if not self.negatives.get(q)]
+        lacking = self.source.lacking_negatives()
         if lacking:
             raise InputError(
                 f"{len(lacking)} training queries (e.g. {lacking[0]}) have no negatives from {self.sources}; "
@@ -95,38 +111,6 @@ class StreamWindow(Dataset):
         return self.groups.group(self.start + index)
 
 
-def _flat(by_query: dict[str, list[str]]) -> set[str]:
-    return {p for pids in by_query.values() for p in pids}
-
-
-def _check_sources(sources) -> list[str]:
-    sources = list(sources)
-    unknown = [s for s in sources if s not in NEGATIVE_SOURCES]
-    if unknown or not sources:
-        raise InputError(f"data.negatives={sources}; accepted: a non-empty list from {list(NEGATIVE_SOURCES)}")
-    return sources
-
-
-def _train_pairs(c: Collection, spec: DataSpec) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
-    """Positives from triples and from qrels of train-split queries; negatives from the chosen sources."""
-    positives, negatives = {}, {}
-    for qid, pos, neg in c.triples:
-        positives.setdefault(qid, []).append(pos)
-        if "triples" in spec.negatives:
-            negatives.setdefault(qid, []).append(neg)
-    for qid, label in c.query_splits.items():
-        if label == spec.train_split:
-            positives.setdefault(qid, []).extend(p for p, rel in c.qrels.get(qid, {}).items() if rel > 0)
-    if "candidates" in spec.negatives:
-        for qid in positives:
-            ranked = top_k(c.candidates.get(qid, {}), spec.candidate_negatives_depth)
-            negatives.setdefault(qid, []).extend(p for p in ranked if c.qrels.get(qid, {}).get(p, 0) <= 0)
-    positives = {q: sorted(set(p) & c.corpus.keys()) for q, p in positives.items()}
-    positives = {q: p for q, p in positives.items() if p}
-    negatives = {q: sorted(set(n) - set(positives.get(q, []))) for q, n in negatives.items()}
-    return positives, negatives
-
-
 class RerankDataModule(L.LightningDataModule):
     """Training groups for Lightning's fit loop; eval batches for each eval split, reranking the
     first-stage candidates to data.eval_depth."""
@@ -145,7 +129,7 @@ class RerankDataModule(L.LightningDataModule):
         if not run:
             labels = sorted({str(s) for s in self.collection.query_splits.values()})
             raise InputError(f"data.eval_splits: split {split!r} has no queries with candidates; labels present: {labels}")
-        return top_k(run, self.cfg.eval_depth)
+        return top_k(run, split_depth(self.cfg, split))
 
     def qrels(self, split: str) -> dict[str, dict[str, int]]:
         return {q: self.collection.qrels[q] for q in self.first_stage[split] if q in self.collection.qrels}
@@ -153,17 +137,33 @@ class RerankDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         """The rest of the run as one pass: from the trainer's (possibly restored) step to max_steps. An
         optimizer step takes `accumulate_grad_batches` micro-batches of queries_per_batch groups on each rank:
-        consecutive groups of the stream, dealt out to the ranks by Lightning's distributed sampler."""
-        per_batch = self.cfg.queries_per_batch
-        groups_per_step = per_batch * self.trainer.world_size * self.trainer.accumulate_grad_batches
+        consecutive groups of the stream, dealt out in order (rank r takes groups r, r + world_size, ...), so a
+        step covers the same groups as one process with world_size x the batch. The sampler is our own:
+        Lightning would give a training loader a shuffling DistributedSampler."""
+        per_batch, ranks = self.cfg.queries_per_batch, self.trainer.world_size
+        groups_per_step = per_batch * ranks * self.trainer.accumulate_grad_batches
         start, stop = self.trainer.global_step * groups_per_step, self.trainer.max_steps * groups_per_step
+        self._log_epoch(groups_per_step)
+        window = StreamWindow(self.train_set, start, stop)
+        in_order = DistributedSampler(window, ranks, self.trainer.global_rank, shuffle=False) if ranks > 1 else None
         return DataLoader(
-            StreamWindow(self.train_set, start, stop),
+            window,
             batch_size=per_batch,
+            sampler=in_order,
             shuffle=False,
             generator=torch.Generator(),  # leaves the global RNG (dropout) untouched, as a resume needs
             collate_fn=lambda groups: pad([pair for group in groups for pair in group], self.pad_id),
         )
+
+    def _log_epoch(self, groups_per_step: int) -> None:
+        """How the run's length compares with one pass over the training queries (once per job)."""
+        if getattr(self, "_epoch_logged", False):
+            return
+        self._epoch_logged = True
+        queries, steps = len(self.train_set), self.trainer.max_steps
+        epoch = math.ceil(queries / groups_per_step)
+        log.info("training: %d queries, %d a step: one pass is %d optimizer steps; trainer.max_steps=%d is %.2f passes",
+                 queries, groups_per_step, epoch, steps, steps * groups_per_step / queries)
 
     def eval_batches(self, split: str) -> list[EvalBatch]:
         """Pairs of the split's reranking depth, sorted by length and padded to each batch's longest

@@ -1,12 +1,17 @@
 """data=msmarco: full-size MS MARCO passage ranking, for clusters.
 
-Training groups come from Tevatron's msmarco-passage-aug rows ({query_id, query, positive_passages,
-negative_passages}, passages as {docid, title, text}) read with the `datasets` library; eval splits
-(dev/small, TREC DL19, DL20) come from `ir_datasets`: queries, qrels, the official BM25 top-1000
-(`scoreddocs`) as first-stage candidates, and passage texts from the msmarco-passage docstore, looked up
-only for the candidates that will be reranked. The result is an ordinary Collection: each Tevatron row's
-positives become train-split qrels and its hard negatives become triples, so `data.negatives: [triples]`
-trains on them.
+Training groups come from Tevatron's msmarco-passage-aug rows, read on demand from their memory-mapped Arrow
+cache (data/tevatron.py). Each eval split in data.splits comes from one of two sources:
+
+- `ir_dataset: ID` (dev/small, TREC DL19, DL20 through `ir_datasets`): queries, qrels, the official BM25
+  top-1000 (`scoreddocs`) as first-stage candidates, and passage texts from the msmarco-passage docstore,
+  looked up only for the candidates that will be reranked;
+- `files: FOLDER` (the shipped mini set's layout: corpus.jsonl, queries.jsonl, qrels.tsv, candidates.tsv), the
+  queries labelled `label` there: e.g. the shipped set's ranked Pyserini BM25 top-100 of DL19 (label dev) and
+  DL20 (label test), which needs neither ir_datasets nor its 14 GB docstore.
+
+Each split is reranked to its own `depth` (default data.eval_depth). The result is an ordinary Collection of
+the eval splits whose `train_rows` is the training source.
 
 Everything is read from data.cache_dir first (data/offline.py). What is missing there is downloaded when the
 network can be reached; otherwise (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE set, or no connection) the job stops
@@ -17,18 +22,19 @@ at once with one error line. To fill a cache on a machine with network and copy 
 
 import logging
 import random
-import re
 from collections import defaultdict
 from pathlib import Path
 
 from rerank_lora.data.collection_type import Collection
-from rerank_lora.data.offline import NotCached, close_store, environ, hub_file, ir_datasets_at, why_no_download
+from rerank_lora.data.offline import NotCached, close_store, ir_datasets_at, why_no_download
 from rerank_lora.data.spec import DataSpec, EvalSplit, eval_split_specs
+from rerank_lora.data.split_files import read_folder
+from rerank_lora.data.tevatron import TEVATRON_COLUMNS, load_rows, tevatron_rows, train_files
 from rerank_lora.data.trec_files import read_run, top_k
 from rerank_lora.errors import InputError
 
+__all__ = ["TEVATRON_COLUMNS", "cache_dir", "load_msmarco", "load_rows", "train_files"]  # fetch.py reads these here
 log = logging.getLogger(__name__)
-TEVATRON_COLUMNS = ("query_id", "query", "positive_passages", "negative_passages")
 FETCH = "python -m rerank_lora.fetch"
 
 
@@ -38,11 +44,12 @@ def cache_dir(spec: DataSpec) -> Path:
 
 
 def load_msmarco(spec: DataSpec) -> Collection:
-    """The Collection for data=msmarco: Tevatron train groups plus ir_datasets eval splits."""
+    """The Collection for data=msmarco: the eval splits, with the Tevatron rows as its training source."""
     cache = cache_dir(spec)
     try:
         files = train_files(spec, cache)  # cheap: fails before any eval data is read
         evals, corpus = _eval_splits(spec, cache)
+        rows = tevatron_rows(spec, files, cache)
     except NotCached as missing:
         raise InputError(
             f"{missing.what} is not in the cache {missing.folder} and cannot be downloaded ({missing.why}); "
@@ -50,7 +57,12 @@ def load_msmarco(spec: DataSpec) -> Collection:
             f"then copy {cache} to this machine's data.cache_dir"
         ) from None
     collection = _eval_collection(evals, corpus)
-    _add_training(collection, spec, *_read_train_rows(spec, files, cache))
+    overlap = sorted(set(rows.query_ids()) & collection.queries.keys())
+    if overlap:
+        split = collection.query_splits[overlap[0]]
+        raise InputError(f"data.train_source: training query {overlap[0]} is also in eval split {split!r}")
+    collection.train_rows = rows
+    log.info("msmarco: %s, read a group at a time", rows.describe())
     return collection
 
 
@@ -68,121 +80,60 @@ def _eval_collection(evals: dict, corpus: dict[str, str]) -> Collection:
     return c
 
 
-def _add_training(c: Collection, spec: DataSpec, queries: dict, qrels: dict, triples: list, texts: dict) -> None:
-    """The training rows added to the eval collection, labelled data.train_split."""
-    overlap = sorted(set(queries) & set(c.queries))
-    if overlap:
-        raise InputError(f"data.train_source: training query {overlap[0]} is also in eval split {c.query_splits[overlap[0]]!r}")
-    c.queries |= queries
-    c.query_splits |= dict.fromkeys(queries, spec.train_split)
-    c.qrels |= qrels
-    c.triples = triples
-    c.corpus = texts | c.corpus  # the docstore's text wins for a passage that is also an eval candidate
-
-
-# ---- training rows: Tevatron's msmarco-passage-aug through `datasets` ----------------------------------
-
-
-def train_files(spec: DataSpec, cache: Path) -> list[str]:
-    """Local data files for data.train_source: a file, a folder of them, or a Hub dataset's data.train_file."""
-    source = str(spec.train_source)
-    path = Path(source).expanduser()
-    if path.is_dir():
-        files = sorted(str(p) for p in path.iterdir() if _builder(p.name))
-        if not files:
-            raise InputError(f"data.train_source={source}: no .parquet/.jsonl/.jsonl.gz/.json files in that folder")
-        return files
-    if path.is_file():
-        return [str(path)]
-    if not re.fullmatch(r"[\w.-]+/[\w.-]+", source):
-        raise InputError(f"data.train_source={source}: no such file or folder, and not a Hub dataset id (owner/name)")
-    return [hub_file(source, str(spec.train_file), cache / "huggingface" / "hub")]
-
-
-def _builder(name: str) -> str | None:
-    """The `datasets` builder for a data file's name."""
-    if name.endswith(".parquet"):
-        return "parquet"
-    return "json" if name.endswith((".jsonl", ".json", ".jsonl.gz", ".json.gz")) else None
-
-
-def load_rows(spec: DataSpec, files: list[str], cache: Path):
-    """All rows as a memory-mapped `datasets.Dataset` (its Arrow cache is built on first use)."""
-    import datasets
-
-    builders = {_builder(f) for f in files}
-    if len(builders) != 1 or None in builders:
-        raise InputError(f"data.train_source: expected .parquet or .jsonl(.gz) files of one kind; got {files}")
-    datasets_cache = cache / "huggingface" / "datasets"
-    with environ(HF_DATASETS_CACHE=str(datasets_cache)):
-        rows = datasets.load_dataset(builders.pop(), data_files=files, split="train", cache_dir=str(datasets_cache))
-    missing = [c for c in TEVATRON_COLUMNS if c not in rows.column_names]
-    if missing:
-        raise InputError(
-            f"data.train_source={spec.train_source}: not in Tevatron's msmarco-passage-aug layout, missing column(s) "
-            f"{missing}; columns present: {rows.column_names}"
-        )
-    return rows
-
-
-def _tevatron_rows(spec: DataSpec, files: list[str], cache: Path):
-    """The training rows, subsampled to data.train_queries."""
-    rows = load_rows(spec, files, cache)
-    if spec.train_queries is not None and spec.train_queries < len(rows):
-        chosen = random.Random(f"{spec.sample_seed}:train").sample(range(len(rows)), int(spec.train_queries))
-        rows = rows.select(sorted(chosen))
-    return rows.select_columns(list(TEVATRON_COLUMNS))
-
-
-def _read_train_rows(spec: DataSpec, files: list[str], cache: Path):
-    """Each row's query, its positives (as qrels, relevance 1), its hard negatives (as triples: qid, first
-    positive, negative) and every passage text it carries."""
-    queries, qrels, triples, texts, skipped = {}, {}, [], {}, 0
-    for index, row in enumerate(_tevatron_rows(spec, files, cache)):
-        qid, query, positives, negatives = _tevatron_row(spec, index, row)
-        if not positives:
-            skipped += 1
-            continue
-        queries[qid] = query
-        qrels[qid] = dict.fromkeys((pid for pid, _ in positives), 1)
-        triples.extend((qid, positives[0][0], pid) for pid, _ in negatives if pid not in qrels[qid])
-        texts.update(positives + negatives)
-    if skipped:
-        log.warning("msmarco: %d training rows without positive passages were skipped", skipped)
-    log.info("msmarco: %d training queries, %d hard negatives, %d passages, from %s", len(queries), len(triples),
-             len(texts), spec.train_source)
-    return queries, qrels, triples, texts
-
-
-def _tevatron_row(spec: DataSpec, index: int, row: dict):
-    """(qid, query, [(pid, text)] positives, [(pid, text)] negatives) of one row, or an error naming it."""
-    try:
-        qid, query = str(row["query_id"]), row["query"]
-        positives = [(str(p["docid"]), p["text"]) for p in row["positive_passages"]]
-        negatives = [(str(p["docid"]), p["text"]) for p in row["negative_passages"]]
-        if not isinstance(query, str) or not all(isinstance(t, str) for _, t in positives + negatives):
-            raise TypeError
-    except (KeyError, TypeError):
-        raise InputError(
-            f"data.train_source={spec.train_source}: row {index} is not a Tevatron row "
-            "{query_id, query, positive_passages: [{docid, text}], negative_passages: [{docid, text}]}"
-        ) from None
-    return qid, query, positives, negatives
-
-
-# ---- eval splits: ir_datasets ------------------------------------------------------------------------
-
-
 def _eval_splits(spec: DataSpec, cache: Path) -> tuple[dict, dict[str, str]]:
-    """{split: (queries, qrels, first-stage run to data.eval_depth)} for data.eval_splits and the texts of
-    every candidate: read from the cache alone first, downloaded only when something is missing and the
-    network answers."""
+    """{split: (queries, qrels, first-stage run to the split's depth)} for data.eval_splits, in that order, and
+    the texts of every candidate: from local files, or from ir_datasets (read from the cache alone first,
+    downloaded only when something is missing and the network answers)."""
     splits = eval_split_specs(spec)
     unknown = [n for n in spec.eval_splits if n not in splits]
     if unknown:
         raise InputError(f"data.eval_splits names {unknown}; data.splits defines {list(splits)}")
     chosen = {name: splits[name] for name in spec.eval_splits}
-    home = cache / "ir_datasets"
+    evals, corpus = _file_splits({n: s for n, s in chosen.items() if s.files}, spec)
+    remote = {n: s for n, s in chosen.items() if s.ir_dataset}
+    if remote:
+        irds_evals, irds_corpus = _irds_splits(remote, spec, cache / "ir_datasets")
+        evals, corpus = evals | irds_evals, corpus | irds_corpus
+    return {name: evals[name] for name in chosen}, corpus
+
+
+def _file_splits(chosen: dict[str, EvalSplit], spec: DataSpec) -> tuple[dict, dict[str, str]]:
+    evals, corpus = {}, {}
+    for name, split in chosen.items():
+        folder = read_folder(split.files)
+        labelled = {q: t for q, t in folder.queries.items() if split.label is None or folder.labels[q] in (split.label, None)}
+        judged = {q: t for q, t in labelled.items() if folder.qrels.get(q)}
+        evals[name] = _select(name, split, spec, judged, folder.qrels, lambda wanted, f=folder: f.candidates, split.files)
+        pids = {p for scores in evals[name][2].values() for p in scores}
+        missing = sorted(pids - folder.corpus.keys())
+        if missing:
+            where = f"{split.files}/corpus.jsonl"
+            raise InputError(f"data.splits.{name}: {len(missing)} candidate passage(s) not in {where}: {missing[:5]}")
+        corpus |= {p: folder.corpus[p] for p in pids}
+    return evals, corpus
+
+
+def _select(name: str, split: EvalSplit, spec: DataSpec, texts: dict[str, str], qrels: dict, candidates, where: str):
+    """(queries, qrels, run) of one split: its judged queries (`texts`: those with qrels), sampled to
+    max_queries, with candidates (`candidates(chosen)`, or split.run) cut to the split's depth."""
+    judged = sorted(texts)
+    if split.max_queries is not None and split.max_queries < len(judged):
+        judged = sorted(random.Random(f"{spec.sample_seed}:{name}").sample(judged, int(split.max_queries)))
+    chosen = set(judged)
+    run = read_run(split.run) if split.run else candidates(chosen)
+    depth = split.depth or spec.eval_depth
+    run = top_k({q: s for q, s in run.items() if q in chosen}, depth)
+    if not run:
+        raise InputError(f"data.splits.{name}: none of the {len(judged)} judged queries of {where} has candidates")
+    log.info("msmarco: split %s (%s): %d queries, %d candidates to depth %d", name, where, len(run),
+             sum(map(len, run.values())), depth)
+    return {q: texts[q] for q in run}, {q: qrels[q] for q in run}, run
+
+
+# ---- eval splits: ir_datasets ------------------------------------------------------------------------
+
+
+def _irds_splits(chosen: dict[str, EvalSplit], spec: DataSpec, home: Path) -> tuple[dict, dict[str, str]]:
     refused: list[str] = []
     try:
         with ir_datasets_at(home, refused) as irds:
@@ -224,21 +175,10 @@ def _read_split(irds, name: str, split: EvalSplit, spec: DataSpec):
     qrels = defaultdict(dict)
     for qrel in dataset.qrels_iter():
         qrels[qrel.query_id][qrel.doc_id] = int(qrel.relevance)
-    texts = {q.query_id: q.text for q in dataset.queries_iter()}
-    judged = sorted(q for q in texts if q in qrels)
-    if split.max_queries is not None and split.max_queries < len(judged):
-        judged = sorted(random.Random(f"{spec.sample_seed}:{name}").sample(judged, int(split.max_queries)))
-    chosen = set(judged)
-    if split.run:
-        run = {q: s for q, s in read_run(split.run).items() if q in chosen}
-    else:
-        run = _scoreddocs(dataset, chosen, name, split, spec.eval_depth)
-    run = top_k(run, spec.eval_depth)
-    if not run:
-        raise InputError(f"data.splits.{name}: none of the {len(judged)} judged queries of {split.ir_dataset} has candidates")
-    log.info("msmarco: split %s (%s): %d queries, %d candidates to depth %d", name, split.ir_dataset, len(run),
-             sum(map(len, run.values())), spec.eval_depth)
-    return {q: texts[q] for q in run}, {q: qrels[q] for q in run}, run
+    texts = {q.query_id: q.text for q in dataset.queries_iter() if q.query_id in qrels}
+    depth = split.depth or spec.eval_depth
+    candidates = lambda chosen: _scoreddocs(dataset, chosen, name, split, depth)  # noqa: E731
+    return _select(name, split, spec, texts, qrels, candidates, split.ir_dataset)
 
 
 def _scoreddocs(dataset, chosen: set[str], name: str, split: EvalSplit, depth: int) -> dict[str, dict[str, float]]:
@@ -256,8 +196,8 @@ def _scoreddocs(dataset, chosen: set[str], name: str, split: EvalSplit, depth: i
     if cut:
         log.warning(
             "data.splits.%s: the scoreddocs of %s are unranked (MS MARCO's top-1000 lists are in random order), so "
-            "data.eval_depth=%d reranks an arbitrary part of them; rerank them all (data.eval_depth=1000) or give "
-            "data.splits.%s.run=PATH, a ranked TREC run", name, split.ir_dataset, depth, name,
+            "depth %d reranks an arbitrary part of them; rerank them all (data.splits.%s.depth=1000) or give "
+            "data.splits.%s.run=PATH, a ranked TREC run", name, split.ir_dataset, depth, name, name,
         )
     return dict(run)
 

@@ -1,6 +1,6 @@
 """The `data` config group as a dataclass: where the collection comes from, how training groups are drawn,
 and how the eval splits are reranked. Built once in the entry point (`configs.to_spec`). Also the shape of
-one data.splits entry (data=msmarco), read from the plain dicts DataSpec.splits holds.
+one data.splits entry (data=msmarco), read from the plain dicts DataSpec.splits holds, and each split's depth.
 """
 
 from dataclasses import dataclass, field, fields
@@ -18,12 +18,13 @@ class DataSpec:
     qrels: str | None = None
     candidates: str | None = None
     triples: str | None = None
-    # loader=msmarco: Tevatron training rows and ir_datasets eval splits, read from cache_dir
+    # loader=msmarco: Tevatron training rows (read on demand) and eval splits, read from cache_dir
     cache_dir: str | None = None
     train_source: str | None = None
     train_file: str | None = None
     train_queries: int | None = None
     sample_seed: int = 0
+    titles: bool = True  # a Tevatron passage's title goes before its text: `document: {title} {text}`
     splits: dict = field(default_factory=dict)
     # training groups
     train_split: str = "train"
@@ -41,12 +42,18 @@ class DataSpec:
 
 @dataclass(frozen=True)
 class EvalSplit:
-    """One entry of data.splits: an ir_datasets id, how many judged queries to keep (None = all), and a ranked
-    TREC run to rerank instead of the dataset's scoreddocs."""
+    """One entry of data.splits: its queries, qrels, first-stage candidates and passage texts come either from
+    an ir_datasets id or from a folder of files in the shipped layout (corpus.jsonl, queries.jsonl, qrels.tsv,
+    candidates.tsv), keeping the queries labelled `label` there (None: all); how many judged queries to keep
+    (None: all); a ranked TREC run to rerank instead of the source's candidates; and its own reranking depth
+    (None: data.eval_depth)."""
 
-    ir_dataset: str
+    ir_dataset: str | None = None
+    files: str | None = None
+    label: str | None = None
     max_queries: int | None = None
     run: str | None = None
+    depth: int | None = None
 
 
 def eval_split_specs(spec: DataSpec) -> dict[str, EvalSplit]:
@@ -55,7 +62,22 @@ def eval_split_specs(spec: DataSpec) -> dict[str, EvalSplit]:
     splits = {}
     for name, values in spec.splits.items():
         try:
-            splits[name] = EvalSplit(**values)
+            split = EvalSplit(**values)
         except TypeError:
             raise InputError(f"data.splits.{name}={values!r}; expected a mapping with keys {accepted}") from None
+        if (split.ir_dataset is None) == (split.files is None):
+            raise InputError(
+                f"data.splits.{name}: give exactly one of ir_dataset (an ir_datasets id) or files (a folder holding "
+                f"corpus.jsonl, queries.jsonl, qrels.tsv, candidates.tsv); got ir_dataset={split.ir_dataset!r}, "
+                f"files={split.files!r}"
+            )
+        if split.depth is not None and (not isinstance(split.depth, int) or split.depth < 1):
+            raise InputError(f"data.splits.{name}.depth={split.depth!r}; accepted: an integer >= 1, or null for data.eval_depth")
+        splits[name] = split
     return splits
+
+
+def split_depth(spec: DataSpec, split: str) -> int:
+    """How deep `split`'s first-stage candidates are reranked: its data.splits entry's depth, else data.eval_depth."""
+    depth = (spec.splits.get(split) or {}).get("depth")
+    return int(depth) if depth is not None else spec.eval_depth

@@ -1,4 +1,5 @@
-"""Rerank every eval split, write the TREC run, compute metrics, append them to metrics.jsonl, log them."""
+"""Rerank every eval split, write the TREC run, compute metrics, append them to metrics.jsonl, log them. In a
+data-parallel job only the process that writes the job folder (global rank 0) evaluates; the others do nothing."""
 
 import logging
 
@@ -8,7 +9,7 @@ from tqdm.auto import tqdm
 
 from rerank_lora.data.trec_files import write_run
 from rerank_lora.evaluation import metrics
-from rerank_lora.job_folder import FIRST_STAGE, MODEL, JobFolder, metrics_row
+from rerank_lora.job_folder import FIRST_STAGE, MODEL, JobFolder, metrics_row, writes_job_folder
 
 log = logging.getLogger(__name__)
 
@@ -16,11 +17,14 @@ log = logging.getLogger(__name__)
 class Evaluator:
     def __init__(self, datamodule, job: JobFolder, measures, logger=None):
         self.data, self.job, self.measures, self.logger = datamodule, job, list(measures), logger
-        self.batches = {split: datamodule.eval_batches(split) for split in datamodule.first_stage}
+        self.writes = writes_job_folder()  # the other ranks of a data-parallel job neither score nor write
+        self.batches = {split: datamodule.eval_batches(split) for split in datamodule.first_stage} if self.writes else {}
         self.baseline: dict[str, dict[str, float]] = {}
 
     def first_stage(self) -> None:
         """The first-stage order of each split, at the reranking depth, evaluated once per job."""
+        if not self.writes:
+            return
         for split, run in self.data.first_stage.items():
             write_run(run, self.job.run_file(split, None), FIRST_STAGE)
             self.baseline[split] = self._record(split, None, FIRST_STAGE, run)

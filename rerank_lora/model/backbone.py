@@ -34,7 +34,7 @@ class ModelSpec:
     cache_dir: str = "~/.cache/rerank_lora"
     dtype: str = "float32"
     attn_implementation: str = "sdpa"
-    config: dict = field(default_factory=dict)  # tiny: the architecture's sizes
+    config: dict = field(default_factory=dict)  # architecture sizes (tiny: built from them; all: read by plan)
     init_seed: int = 0  # tiny: the random initialisation
 
 

@@ -17,7 +17,9 @@ _IMPORTED = time.monotonic()
 class CheckpointSchedule(L.Callback):
     """At each scheduled step: save adapter + head to checkpoints/step-N, rerank every eval split, then
     save the trainer state there (trainer.ckpt) so that a re-run can resume from it. Its own state holds
-    the RNG, restored just before training resumes, so dropout draws the same masks."""
+    the RNG, restored just before training resumes, so dropout draws the same masks. Under data parallelism
+    the global rank 0 saves and reranks while the other ranks wait; every rank takes part in saving
+    trainer.ckpt (Lightning's save_checkpoint is collective), which rank 0 writes."""
 
     def __init__(self, steps: list[int], evaluator, job: JobFolder, info: dict, resumed_step: int = -1):
         self.steps, self.evaluator, self.job, self.info = set(steps), evaluator, job, info
@@ -37,12 +39,15 @@ class CheckpointSchedule(L.Callback):
         if step in self.steps and step not in self.done:
             self.done.add(step)
             folder = self.job.checkpoint(step)
-            reranker.save(folder)
-            write_atomic(folder / INFO_FILE, json.dumps({**self.info, "step": step}, indent=2))
-            self.evaluator.model(reranker, step)
+            if trainer.is_global_zero:
+                reranker.save(folder)  # the LightningModule itself, not the DDP wrapper
+                write_atomic(folder / INFO_FILE, json.dumps({**self.info, "step": step}, indent=2))
+                self.evaluator.model(reranker, step)
+            trainer.strategy.barrier("rank 0 reranks")
             partial = folder / f"{TRAINER_STATE}.partial"
-            trainer.save_checkpoint(partial, weights_only=False)
-            os.replace(partial, folder / TRAINER_STATE)  # only a whole file counts as resumable
+            trainer.save_checkpoint(partial, weights_only=False)  # every rank; returns once rank 0 has written it
+            if trainer.is_global_zero:
+                os.replace(partial, folder / TRAINER_STATE)  # only a whole file counts as resumable
 
     def state_dict(self) -> dict:
         return {"rng": _collect_rng_states(include_cuda=True)}

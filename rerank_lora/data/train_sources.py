@@ -1,0 +1,87 @@
+"""Where training groups come from: a numbered list of training queries, each with its positive and negative
+passages as (pid, text), and a pool to draw random negatives from. Two sources share this shape:
+`CollectionPairs` (triples and train-split qrels of an in-memory Collection: data=trec, the shipped set) and
+`TevatronRows` (data/tevatron.py: data=msmarco's rows, read from disk a row at a time).
+"""
+
+from typing import NamedTuple
+
+from rerank_lora.data.collection_type import Collection
+from rerank_lora.data.spec import DataSpec
+from rerank_lora.data.trec_files import top_k
+from rerank_lora.errors import InputError
+
+NEGATIVE_SOURCES = ("triples", "candidates", "random")
+
+
+class Example(NamedTuple):
+    """One training query: its id and text, and its positive and negative passages as (pid, text)."""
+
+    qid: str
+    query: str
+    positives: list[tuple[str, str]]
+    negatives: list[tuple[str, str]]
+
+
+def check_sources(sources) -> list[str]:
+    """data.negatives as a list, each one of NEGATIVE_SOURCES."""
+    sources = list(sources)
+    unknown = [s for s in sources if s not in NEGATIVE_SOURCES]
+    if unknown or not sources:
+        raise InputError(f"data.negatives={sources}; accepted: a non-empty list from {list(NEGATIVE_SOURCES)}")
+    return sources
+
+
+class CollectionPairs:
+    """Training queries of a Collection in qid order: positives from triples and from qrels of train-split
+    queries, negatives from data.negatives' sources, random negatives from every training passage."""
+
+    def __init__(self, collection: Collection, spec: DataSpec):
+        self.corpus = collection.corpus
+        self.positives, self.negatives = _train_pairs(collection, spec)
+        self.qids = sorted(self.positives)
+        self.texts = {q: collection.queries[q] for q in self.qids}
+        self.pool = sorted({p for pids in self.positives.values() for p in pids} | _flat(self.negatives))
+
+    def __len__(self) -> int:
+        return len(self.qids)
+
+    def example(self, index: int) -> Example:
+        qid = self.qids[index]
+        passages = [[(pid, self.corpus[pid]) for pid in pids] for pids in (self.positives[qid], self.negatives.get(qid, []))]
+        return Example(qid, self.texts[qid], *passages)
+
+    def random_passage(self, rng) -> tuple[str, str]:
+        pid = rng.choice(self.pool)
+        return pid, self.corpus[pid]
+
+    def lacking_negatives(self) -> list[str]:
+        """Training queries with no negatives of their own."""
+        return [q for q in self.qids if not self.negatives.get(q)]
+
+    def describe(self) -> str:
+        return f"{len(self.qids)} training queries with {sum(map(len, self.positives.values()))} positives"
+
+
+def _flat(by_query: dict[str, list[str]]) -> set[str]:
+    return {p for pids in by_query.values() for p in pids}
+
+
+def _train_pairs(c: Collection, spec: DataSpec) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """Positives from triples and from qrels of train-split queries; negatives from the chosen sources."""
+    positives, negatives = {}, {}
+    for qid, pos, neg in c.triples:
+        positives.setdefault(qid, []).append(pos)
+        if "triples" in spec.negatives:
+            negatives.setdefault(qid, []).append(neg)
+    for qid, label in c.query_splits.items():
+        if label == spec.train_split:
+            positives.setdefault(qid, []).extend(p for p, rel in c.qrels.get(qid, {}).items() if rel > 0)
+    if "candidates" in spec.negatives:
+        for qid in positives:
+            ranked = top_k(c.candidates.get(qid, {}), spec.candidate_negatives_depth)
+            negatives.setdefault(qid, []).extend(p for p in ranked if c.qrels.get(qid, {}).get(p, 0) <= 0)
+    positives = {q: sorted(set(p) & c.corpus.keys()) for q, p in positives.items()}
+    positives = {q: p for q, p in positives.items() if p}
+    negatives = {q: sorted(set(n) - set(positives.get(q, []))) for q, n in negatives.items()}
+    return positives, negatives
