@@ -46,7 +46,7 @@ def compose_job(overrides: list[str], config_name: str = "config", config_dir: P
 def to_spec(cls, node, group: str):
     """The config group `group` (a DictConfig) as the dataclass `cls` whose fields mirror it: where config
     objects stop and library code takes plain arguments. Unknown keys get one error naming the accepted ones."""
-    values = OmegaConf.to_container(node, resolve=True) if node is not None else {}
+    values = OmegaConf.to_container(node, resolve=True, throw_on_missing=True) if node is not None else {}
     accepted = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(values) - set(accepted))
     if unknown:

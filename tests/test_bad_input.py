@@ -72,7 +72,7 @@ def test_malformed_data_file_names_file_and_line(run, tmp_path):
 
 
 def test_data_trec_without_paths_names_the_missing_key(run, tmp_path):
-    assert_clean_failure(run("rerank_lora.run", [*TINY, "data=trec"]), tmp_path, "data.queries is required")
+    assert_clean_failure(run("rerank_lora.run", [*TINY, "data=trec"]), tmp_path, "data.corpus is required")
 
 
 def test_missing_data_file_is_named(run, tmp_path):
