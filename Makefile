@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 ARGS ?=
 
-.PHONY: help setup demo test test-gpu test-slow lint bench clean ablation-grid ablation-grid-mini plan
+.PHONY: help setup demo test test-cluster test-gpu test-slow lint bench fault-soak clean ablation-grid ablation-grid-mini plan
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-19s %s\n", $$1, $$2}'
@@ -23,8 +23,12 @@ $(VENV)/.installed: pyproject.toml
 demo: setup  ## run the default job: SmolLM2 + MS MARCO mini, no network (ARGS=... adds Hydra overrides)
 	$(BIN)/python -m rerank_lora.run $(ARGS)
 
-test: setup  ## run the test suite, without the tests marked slow
-	$(BIN)/python -m pytest -m "not slow" $(ARGS)
+TEST_WORKERS ?= 2
+test: setup  ## run the test suite but the slow and cluster tests, in TEST_WORKERS processes (pytest-xdist)
+	$(BIN)/python -m pytest -m "not slow and not cluster" -n $(TEST_WORKERS) $(ARGS)
+
+test-cluster: setup  ## the two-process tests: DDP over gloo, a real local SLURM (started as root if not up, stopped after)
+	$(BIN)/python -m pytest -m cluster $(ARGS)
 
 test-gpu: setup  ## run the tests marked gpu (trainer=gpu for real; they skip without a CUDA device)
 	$(BIN)/python -m pytest -m gpu $(ARGS)
@@ -34,6 +38,9 @@ test-slow:  setup  ## run only the tests marked slow (the real SmolLM2 for a few
 
 lint: setup  ## ruff
 	$(BIN)/ruff check rerank_lora tests hydra_plugins
+
+fault-soak: setup  ## kill tiny jobs at random moments and dangerous points until INJECTIONS (100) faults; compare with an uninterrupted job
+	$(BIN)/python scripts/fault_soak.py --injections $(or $(INJECTIONS),100)
 
 bench: setup  ## scoring and training pairs/s for SmolLM2 on this machine
 	$(BIN)/python -m rerank_lora.bench $(ARGS)

@@ -23,6 +23,8 @@ from rerank_lora.model.backbone import ModelSpec
 ROOT = Path(__file__).resolve().parents[1]
 MINI = ROOT / "rerank_lora" / "data" / "msmarco-mini"
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
+# Every process a test starts runs torch on one thread: two test workers (pytest-xdist) share the 2 cores.
+os.environ.update(OMP_NUM_THREADS="1")
 # A few steps of a tiny model, reranking the top 10, logged to CSV: seconds, not minutes.
 TINY = ["model=tiny_llama", "trainer.max_steps=4", "schedule=steps", "schedule.steps=[2]", "data.eval_depth=10", "logger=csv"]
 

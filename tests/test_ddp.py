@@ -17,6 +17,8 @@ from safetensors.torch import load_file
 
 from conftest import ONE_THREAD, metrics_rows, model_metrics, run_in_process, run_module
 
+pytestmark = pytest.mark.cluster  # two processes a test: `make test-cluster` runs these, one at a time
+
 # Checkpoints at steps 0, 2, 4 and 6; DL19 (the dev split) at depth 10; no dropout (each process draws its own masks).
 TRAINING = ["model=tiny_llama", "trainer.max_steps=6", "schedule=steps", "schedule.steps=[2,4]", "schedule.final=true",
             "data.eval_depth=10", "data.eval_splits=[dev]", "logger=csv", "lora.dropout=0.0"]
@@ -40,8 +42,7 @@ def one_process_job(tmp_path_factory) -> Path:
 
 
 def adapter(job: Path, step: int) -> dict[str, torch.Tensor]:
-    """LoRA and head weights at `step`, less the head's bias: a softmax over a group is blind to a shift of all
-    its scores, so the bias gets a zero gradient up to rounding, which Adam's normalised step blows up."""
+    """LoRA and head weights at `step`."""
     folder = job / "checkpoints" / f"step-{step}"
     return load_file(folder / "adapter_model.safetensors") | {"head.weight": load_file(folder / "head.safetensors")["weight"]}
 

@@ -77,6 +77,7 @@ def made(sweep):
         "report",
         f"SWEEP={sweep}",
         f"BIN={Path(sys.executable).parent}",
+        "ARGS=",  # not the ARGS of a `make test ARGS=...` that started this test
     ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, env={**os.environ, **ONE_THREAD})
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]

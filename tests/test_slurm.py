@@ -1,7 +1,8 @@
 """Grids through the launchers: a real single-node SLURM with accounting (scripts/slurm.sh), and local_gpus.
 
-The SLURM tests start the cluster with `scripts/slurm.sh up` (idempotent; it stays up: `make slurm-down`).
-They are skipped only where they cannot run: not root and the Debian packages not installed.
+The SLURM tests start the cluster with `scripts/slurm.sh up` (idempotent) and stop it at the end of the session
+unless it was up before. They are skipped only where they cannot run: not root and the Debian packages not
+installed. Marked `cluster` with the two-process tests: `make test-cluster` runs them, one at a time.
 """
 
 import json
@@ -28,6 +29,7 @@ from test_ddp import RANK_1_LOG, TWO_PROCESSES, assert_one_job_folder, assert_tr
 from conftest import ROOT, TINY, job_dirs, metrics_rows, model_metrics, run_module, summary_rows
 from hydra_plugins.rerank_lora_launchers import private_api
 
+pytestmark = pytest.mark.cluster
 SLURM_SH = ROOT / "scripts" / "slurm.sh"
 DAEMONS = ["slurmctld", "slurmd", "sbatch", "sacct", "munged", "slurmdbd", "mariadbd"]
 # Small jobs on the test cluster (2 cores here: two jobs at a time, one thread each).
@@ -116,15 +118,19 @@ def slurm_installed() -> bool:
 
 @pytest.fixture(scope="session")
 def slurm_env():
-    """The environment of a client of the test cluster (SLURM_CONF), after `scripts/slurm.sh up`."""
+    """The environment of a client of the test cluster (SLURM_CONF), after `scripts/slurm.sh up`. A cluster this
+    fixture started is stopped when the session ends; one that was up already (CI's `make slurm-up`) stays up."""
     if os.geteuid() != 0 and not slurm_installed():
         pytest.skip("SLURM is not installed and installing it needs root (scripts/slurm.sh up installs it as root)")
+    was_up = slurm_installed() and subprocess.run([str(SLURM_SH), "status"], capture_output=True).returncode == 0
     result = subprocess.run([str(SLURM_SH), "up"], capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, f"scripts/slurm.sh up failed:\n{result.stdout}\n{result.stderr}"
     env = subprocess.run([str(SLURM_SH), "env"], capture_output=True, text=True, check=True).stdout
     (conf,) = re.findall(r"SLURM_CONF=(\S+)", env)
     assert Path(conf).is_file()
-    return {**os.environ, "SLURM_CONF": conf, "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1"}
+    yield {**os.environ, "SLURM_CONF": conf, "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1"}
+    if not was_up:
+        subprocess.run([str(SLURM_SH), "down"], capture_output=True, timeout=300)
 
 
 def slurm(env: dict, *args: str) -> str:
