@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from rerank_lora import cli
 from rerank_lora.analysis import outputs
 from rerank_lora.analysis.ablation import Ablation, BoundarySearch, Rows
+from rerank_lora.analysis.imported_job import IMPORT_ARGS, import_options
 from rerank_lora.analysis.trained_job import TrainedJob, check_count, checkpoint_folders, job_config
 from rerank_lora.analysis.wandb_tables import Chart, log_table, wanted
 from rerank_lora.cli import as_list, parse_args
@@ -34,6 +35,7 @@ DEFAULTS = {
     "logger": "job",  # job (the job's own logger) | wandb | none
     "layers": {"window": None},  # width of the kept windows; null: a sixth of the adapted layers, rounded up
     "boundary": {"queries": None, "measure": "nDCG@10", "report_split": "test"},
+    **IMPORT_ARGS,  # a published adapter: checkpoint=hf:owner/name or a peft adapter folder
 }
 
 
@@ -69,7 +71,7 @@ def chart(name: str, measure: str) -> Chart:
 
 def ablate(args: list[str]) -> list[Path]:
     cfg = parse_args(args, DEFAULTS, required=("checkpoint", "ablation"))
-    (folder,) = checkpoint_folders(cfg.checkpoint, every=False)
+    (folder,) = checkpoint_folders(cfg.checkpoint, every=False, imports=import_options(cfg))
     job_cfg, job_dir = job_config(folder)
     names = check(cfg, job_cfg)
     splits = [cfg.split] + ([cfg.boundary.report_split] if "boundary" in names else [])

@@ -12,18 +12,19 @@ from omegaconf import OmegaConf
 
 from rerank_lora import cli
 from rerank_lora.analysis import outputs
+from rerank_lora.analysis.imported_job import IMPORT_ARGS, import_options
 from rerank_lora.analysis.trained_job import checkpoint_folders, job_config, step_of
 from rerank_lora.analysis.update_stats import module_stats, total_norm
 from rerank_lora.analysis.wandb_tables import Chart, log_table, wanted
 from rerank_lora.cli import parse_args
 from rerank_lora.tables import write_csv
 
-DEFAULTS = {"checkpoint": "???", "logger": "job"}
+DEFAULTS = {"checkpoint": "???", "logger": "job", **IMPORT_ARGS}
 
 
 def adapter_stats(args: list[str]) -> list[Path]:
     cfg = parse_args(args, DEFAULTS, required=("checkpoint",))
-    folders = checkpoint_folders(cfg.checkpoint, every=True)
+    folders = checkpoint_folders(cfg.checkpoint, every=True, imports=import_options(cfg))
     job_cfg, job_dir = job_config(folders[0])
     use_wandb = wanted(cfg.logger, job_cfg)
     order = [*job_cfg.model.modules.attn, *job_cfg.model.modules.mlp]

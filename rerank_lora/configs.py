@@ -5,6 +5,7 @@ The configs live at the top of a checkout (`conf/`, `sweeps/`); `pip install .` 
 """
 
 import dataclasses
+import hashlib
 import uuid
 from pathlib import Path
 
@@ -33,6 +34,17 @@ SWEEPS_DIR = _config_folder("sweeps")
 def register_resolvers() -> None:
     OmegaConf.register_new_resolver("shipped", lambda name: str(SHIPPED_DATA / name), replace=True)
     OmegaConf.register_new_resolver("run_token", lambda: RUN_TOKEN, replace=True)
+    OmegaConf.register_new_resolver("job_dirname", job_dirname, replace=True)
+
+
+def job_dirname(number, overrides, limit: int = 200) -> str:
+    """A grid cell's folder name, `<number>_<overrides>`; past `limit` bytes (file systems stop at 255) cut, with
+    a hash of the whole name so two long names never meet."""
+    name = f"{number}_{overrides}"
+    if len(name.encode()) <= limit:
+        return name
+    digest = hashlib.sha1(name.encode()).hexdigest()[:10]
+    return name.encode()[: limit - len(digest) - 1].decode(errors="ignore") + "~" + digest
 
 
 def compose_job(overrides: list[str], config_name: str = "config", config_dir: Path = CONF_DIR) -> DictConfig:

@@ -3,25 +3,39 @@
     <job>/.hydra/config.yaml            the resolved job config (overrides.yaml beside it)
     <job>/status.json                   {"status": completed | failed, "error": ...}; absent: unfinished
     <job>/metrics.jsonl                 one row per evaluation (`metrics_row`)
-    <job>/runs/<split>-step<N>.trec     the reranked run at each checkpoint; <split>-first-stage.trec the baseline
+    <job>/runs/<split>-step<N>.trec     the reranked run at each checkpoint; <split>-first-stage.trec the baseline;
+                                        <split>.qrels the judgments they are evaluated against
     <job>/checkpoints/step-<N>/         adapter, head, reranker.json, trainer.ckpt, and the analysis tables
 
 A data-parallel job (trainer=ddp) is several processes running the same job in the same folder: only the global
 rank 0 writes it (`writes_job_folder`).
 """
 
+import contextlib
 import json
+import logging
 import os
 import re
+import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from rerank_lora import faults
+from rerank_lora.errors import InputError
+
+log = logging.getLogger(__name__)
+
+
+class JobFolderBusy(InputError):
+    """Another process holds the job folder's writer lock."""
 COMPLETED, FAILED, UNFINISHED = "completed", "failed", "unfinished"
 FIRST_STAGE, MODEL = "first-stage", "model"  # the two kinds of ranker a metrics row describes
 INFO_FILE = "reranker.json"  # in a checkpoint folder: its step and where the job's config is
 TRAINER_STATE = "trainer.ckpt"  # in a checkpoint folder: what a re-run resumes from
+WRITER_LOCK = ".writer.lock"  # in a job folder while a process writes it: {"pid", "host", "since"}
 STEP_FOLDER = re.compile(r"step-(\d+)")
 
 
@@ -85,6 +99,10 @@ class JobFolder:
         """The TREC run of `split` at `step` (None: the first stage)."""
         return self.path / "runs" / (f"{split}-first-stage.trec" if step is None else f"{split}-step{step}.trec")
 
+    def qrels_file(self, split: str) -> Path:
+        """The judgments of `split`'s reranked queries, as TREC qrels (what the runs are evaluated against)."""
+        return self.path / "runs" / f"{split}.qrels"
+
     def checkpoint(self, step: int) -> Path:
         return self.path / "checkpoints" / checkpoint_name(step)
 
@@ -94,9 +112,70 @@ class JobFolder:
         return sorted((step, f) for step, f in found if step is not None)
 
     def last_trainer_state(self) -> tuple[Path | None, int]:
-        """The newest checkpoints/step-N/trainer.ckpt and its step, or (None, -1)."""
-        saved = [(step, f / TRAINER_STATE) for step, f in self.checkpoints() if (f / TRAINER_STATE).is_file()]
-        return (saved[-1][1], saved[-1][0]) if saved else (None, -1)
+        """The newest intact checkpoints/step-N/trainer.ckpt and its step, or (None, -1). A checkpoint with a
+        damaged file (a full disk, a kill while the adapter was written) is passed over for the one before it,
+        which re-saves it; when every saved checkpoint is damaged, one error names the files."""
+        saved = [(step, f) for step, f in self.checkpoints() if (f / TRAINER_STATE).is_file()]
+        damaged = []
+        for step, folder in reversed(saved):
+            problem = damage(folder)
+            if problem is None:
+                return folder / TRAINER_STATE, step
+            log.warning("passing over the checkpoint at step %d: %s", step, problem)
+            damaged.append(problem)
+        if damaged:
+            raise InputError(
+                f"{self.path}: every saved checkpoint is damaged ({'; '.join(damaged)}); remove the checkpoints "
+                f"folder (or the whole job folder) to train from scratch"
+            )
+        return None, -1
+
+    # --- one writer ---
+    @property
+    def lock_file(self) -> Path:
+        return self.path / WRITER_LOCK
+
+    @contextlib.contextmanager
+    def writer(self, wait_s: float = 30.0):
+        """Hold the job folder's writer lock (pid and host in `.writer.lock`) while the block runs. Another live
+        holder is waited for up to `wait_s` seconds (a requeued job whose predecessor still flushes), then
+        refused with JobFolderBusy naming it; a lock whose process is gone (same host) is taken over."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + wait_s
+        while not self._take_lock():
+            holder = self._lock_holder()
+            if time.monotonic() >= deadline:
+                raise JobFolderBusy(
+                    f"{self.path} is being written by pid {holder.get('pid')} on {holder.get('host')} (since "
+                    f"{holder.get('since')}); run it when that process has ended, or remove {self.lock_file} if it is gone"
+                )
+            time.sleep(0.5)
+        try:
+            yield
+        finally:
+            self.lock_file.unlink(missing_ok=True)
+
+    def _take_lock(self) -> bool:
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+        try:
+            fd = os.open(self.lock_file, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            holder = self._lock_holder()
+            cut_short = not holder and time.time() - self.lock_file.stat().st_mtime > 5  # a writer killed mid-write
+            if cut_short or (holder.get("host") == me["host"] and not _alive(holder.get("pid"))):
+                log.warning("taking over %s from pid %s, which is gone", self.lock_file, holder.get("pid"))
+                self.lock_file.unlink(missing_ok=True)
+                return self._take_lock()
+            return False
+        with os.fdopen(fd, "w") as handle:
+            json.dump(me, handle)
+        return True
+
+    def _lock_holder(self) -> dict:
+        try:
+            return json.loads(self.lock_file.read_text())
+        except (OSError, ValueError):
+            return {}  # being written this instant, or just removed
 
     # --- status ---
     def status(self) -> dict:
@@ -118,13 +197,35 @@ class JobFolder:
 
     # --- metrics ---
     def metrics(self) -> list[dict]:
+        """The rows of metrics.jsonl. A last line cut short (a kill or a full disk while it was appended) is left
+        out; a damaged line before it is one error naming the file and line."""
         if not self.metrics_file.is_file():
             return []
-        return [json.loads(line) for line in self.metrics_file.read_text().splitlines() if line.strip()]
+        lines = self.metrics_file.read_text(encoding="utf-8", errors="replace").split("\n")
+        rows = []
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                if number == len(lines):  # no newline after it: the append never finished
+                    log.warning("%s:%d: a metrics line cut short is left out", self.metrics_file, number)
+                    continue
+                raise InputError(f"{self.metrics_file}:{number}: damaged metrics line {line[:80]!r}; remove the line") from None
+        return rows
 
     def append_metrics(self, row: dict) -> None:
+        """One line, written whole: a line a kill cut short before is dropped first (metrics() leaves it out)."""
+        text = self.metrics_file.read_bytes() if self.metrics_file.is_file() else b""
+        if text and not text.endswith(b"\n"):
+            write_atomic(self.metrics_file, "".join(json.dumps(r) + "\n" for r in self.metrics()))
+        line = json.dumps(row) + "\n"
         with self.metrics_file.open("a") as handle:
-            handle.write(json.dumps(row) + "\n")
+            handle.write(line[: len(line) // 2])
+            handle.flush()
+            faults.point("metrics_line")  # a kill here leaves half a line, as one mid-write does
+            handle.write(line[len(line) // 2 :])
 
     def model_metrics(self) -> dict[tuple[str, int], dict]:
         """The model's rows by (split, step)."""
@@ -141,6 +242,41 @@ class JobFolder:
         if self.status()["status"] != COMPLETED:
             return False
         return {(split, step) for split in splits for step in steps} <= set(self.model_metrics())
+
+
+def _alive(pid) -> bool:
+    if not isinstance(pid, int):
+        return False  # a lock file cut short: nobody to wait for
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def damage(folder: Path) -> str | None:
+    """What is wrong with a saved checkpoint folder's files, or None when every one reads whole."""
+    import torch
+    from safetensors.torch import load_file
+
+    from rerank_lora.model.reranker import ADAPTER_FILE, HEAD_FILE
+
+    try:
+        json.loads((folder / INFO_FILE).read_text())
+    except (OSError, ValueError):
+        return f"{folder / INFO_FILE} is missing or not JSON"
+    for name in (ADAPTER_FILE, HEAD_FILE):
+        try:
+            load_file(folder / name)
+        except Exception as err:  # safetensors' own error types for a short or garbled file
+            return f"{folder / name} does not read ({type(err).__name__})"
+    try:
+        torch.load(folder / TRAINER_STATE, map_location="cpu", weights_only=False, mmap=True)  # our own file
+    except Exception as err:  # a zip archive cut short, or zero bytes
+        return f"{folder / TRAINER_STATE} does not read ({type(err).__name__})"
+    return None
 
 
 def job_folders(root: Path, depth: int = 1) -> list[JobFolder]:

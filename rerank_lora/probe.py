@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 
 from rerank_lora import cli
 from rerank_lora.analysis import outputs
+from rerank_lora.analysis.imported_job import IMPORT_ARGS, import_options
 from rerank_lora.analysis.probing import ProbeFit, Prober
 from rerank_lora.analysis.trained_job import TrainedJob, check_count, checkpoint_folders, job_config
 from rerank_lora.analysis.wandb_tables import Chart, log_table, wanted
@@ -28,12 +29,13 @@ DEFAULTS = {
     "fit_l2": 1e-3,  # L2 penalty on the probe's weights (features standardised per dimension)
     "merge": True,  # fold LoRA into the weights while computing hidden states (restored exactly)
     "logger": "job",  # job | wandb | none
+    **IMPORT_ARGS,  # a published adapter: checkpoint=hf:owner/name or a peft adapter folder
 }
 
 
 def probe(args: list[str]) -> list[Path]:
     cfg = parse_args(args, DEFAULTS, required=("checkpoint",))
-    folders = checkpoint_folders(cfg.checkpoint, every=True)
+    folders = checkpoint_folders(cfg.checkpoint, every=True, imports=import_options(cfg))
     job_cfg, job_dir = job_config(folders[0])
     check_count("fit_groups", cfg.fit_groups)
     use_wandb = wanted(cfg.logger, job_cfg)

@@ -5,13 +5,16 @@ and the checkpoint schedule, then fit; every scheduled step is saved and evaluat
 each config group becomes the dataclass of the code it configures.
 """
 
+import contextlib
 import logging
+import signal
 import warnings
 
 import hydra
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 from omegaconf.errors import MissingMandatoryValue
 
@@ -19,10 +22,10 @@ from rerank_lora.configs import CONF_DIR, to_spec
 from rerank_lora.data.collection import load_collection
 from rerank_lora.data.datamodule import RerankDataModule
 from rerank_lora.data.spec import DataSpec
-from rerank_lora.errors import InputError
+from rerank_lora.errors import InputError, TrainingDiverged
 from rerank_lora.evaluation.evaluator import Evaluator
 from rerank_lora.evaluation.table import print_results
-from rerank_lora.job_folder import COMPLETED, FAILED, JobFolder, writes_job_folder
+from rerank_lora.job_folder import COMPLETED, FAILED, TRAINER_STATE, JobFolder, JobFolderBusy, writes_job_folder
 from rerank_lora.model.backbone import ModelSpec, load_backbone
 from rerank_lora.model.lora import LoraSpec, add_lora, target_modules
 from rerank_lora.model.reranker import Optim, Reranker
@@ -36,7 +39,20 @@ log = logging.getLogger(__name__)
 warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
 
 
+def check_launcher(cfg: DictConfig) -> None:
+    """A grid of data-parallel cells needs a launcher that starts each cell's ranks (SLURM's tasks): in one
+    process (the basic launcher), Lightning would start every further rank on the whole grid's command line."""
+    hydra_cfg = HydraConfig.get()
+    basic = hydra_cfg.launcher._target_.endswith("BasicLauncher")
+    if hydra_cfg.mode == RunMode.MULTIRUN and basic and str(cfg.trainer.get("strategy", "auto")).startswith("ddp"):
+        raise InputError(
+            f"trainer.strategy={cfg.trainer.strategy} in a grid (-m) with the basic launcher; accepted: "
+            "hydra/launcher=slurm (one job of tasks_per_node ranks per cell), or one job at a time without -m"
+        )
+
+
 def train_and_evaluate(cfg: DictConfig, job: JobFolder) -> None:
+    check_launcher(cfg)
     timer = FirstStepTimer()
     L.seed_everything(cfg.seed, workers=True)
     model, data_spec = to_spec(ModelSpec, cfg.model, "model"), to_spec(DataSpec, cfg.data, "data")
@@ -68,10 +84,10 @@ def train_and_evaluate(cfg: DictConfig, job: JobFolder) -> None:
 
 def build_reranker(cfg: DictConfig) -> tuple[Reranker, object]:
     """The backbone with LoRA on the chosen projections and a fresh score head, and its tokenizer."""
-    model = to_spec(ModelSpec, cfg.model, "model")
+    model, lora = to_spec(ModelSpec, cfg.model, "model"), to_spec(LoraSpec, cfg.lora, "lora")
+    projections = target_modules(cfg.targets.modules, model.modules)  # bad values fail before the model loads
     backbone, tokenizer = load_backbone(model, cfg.trainer.get("gradient_checkpointing", False))
-    projections = target_modules(cfg.targets.modules, model.modules)
-    backbone = add_lora(backbone, to_spec(LoraSpec, cfg.lora, "lora"), projections)
+    backbone = add_lora(backbone, lora, projections)
     return Reranker(backbone, cfg.data.group_size, to_spec(Optim, cfg.optim, "optim")), tokenizer
 
 
@@ -79,10 +95,23 @@ def build_reranker(cfg: DictConfig) -> tuple[Reranker, object]:
 def main(cfg: DictConfig) -> None:
     job = JobFolder(HydraConfig.get().runtime.output_dir)
     try:
+        one_writer = job.writer(cfg.lock_wait_s) if writes_job_folder() else contextlib.nullcontext()
+        with one_writer:
+            run_job(cfg, job)
+    except JobFolderBusy as err:  # the folder is another process's: write nothing into it
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            log.error("error: %s", err)
+            return
+        raise SystemExit(f"error: {err}") from None
+
+
+def run_job(cfg: DictConfig, job: JobFolder) -> None:
+    """Train and evaluate, then mark the job completed; on any error or interruption, mark it failed."""
+    try:
         train_and_evaluate(cfg, job)
     except Exception as err:
-        expected = isinstance(err, InputError | MissingMandatoryValue)
-        message = explain(err) if expected else f"{type(err).__name__}: {err}"
+        expected = isinstance(err, InputError | MissingMandatoryValue | TrainingDiverged)
+        message = explain(err, job) if expected else f"{type(err).__name__}: {err}"
         if writes_job_folder():
             job.write_status(FAILED, message)
         if HydraConfig.get().mode == RunMode.MULTIRUN:  # the other cells go on; the summary counts this one
@@ -94,15 +123,21 @@ def main(cfg: DictConfig) -> None:
     except BaseException as err:  # interrupted: never leave a folder that looks finished
         if writes_job_folder():
             job.write_status(FAILED, type(err).__name__)
+        if isinstance(err, SIGTERMException):  # Lightning stops at the next step, as a SystemExit with status 0
+            raise SystemExit(128 + signal.SIGTERM) from None
         raise
     if writes_job_folder():
         job.write_status(COMPLETED)
         print_results(job)
 
 
-def explain(err: Exception) -> str:
+def explain(err: Exception, job: JobFolder) -> str:
     if isinstance(err, MissingMandatoryValue):
         return f"{err.full_key} is required and has no value; give it, e.g. {err.full_key}=PATH"
+    if isinstance(err, TrainingDiverged):
+        saved = [folder for _, folder in job.checkpoints() if (folder / TRAINER_STATE).is_file()]
+        last = f"the last good checkpoint is {saved[-1]}" if saved else "no checkpoint was saved before it"
+        return f"training diverged: {err}; {last}"
     return str(err)
 
 

@@ -7,6 +7,8 @@ import math
 import os
 from pathlib import Path
 
+from rerank_lora import faults
+
 
 def _atomic(path: Path, write) -> Path:
     path = Path(path)
@@ -14,6 +16,7 @@ def _atomic(path: Path, write) -> Path:
     try:
         with partial.open("w", encoding="utf-8", newline="") as handle:
             write(handle)
+        faults.point("table_write")
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)

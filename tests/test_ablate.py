@@ -6,7 +6,6 @@ import sys
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from conftest import ONE_THREAD, metrics_rows, run_module
 from rerank_lora import ablate
@@ -17,7 +16,7 @@ from rerank_lora.data.trec_files import read_run
 from rerank_lora.evaluation.evaluator import score
 from rerank_lora.job_folder import JobFolder
 from rerank_lora.model.backbone import load_backbone
-from rerank_lora.model.reranker import HEAD_FILE, Reranker
+from rerank_lora.model.reranker import Reranker
 from rerank_lora.tables import read_csv
 
 
@@ -46,7 +45,7 @@ def test_everything_off_scores_exactly_like_the_base_model_with_the_same_head(lo
     off = switch.score(job.reranker, batches, on=[], merge=merge)
     base, _ = load_backbone(job.model)
     plain = Reranker(base, 1, None)
-    plain.head.load_state_dict(load_file(job.folder / HEAD_FILE))
+    plain.load_head(job.folder)
     reference = score(plain, batches, merge=False)
     pairs = [(q, p) for q in reference for p in reference[q]]
     assert torch.allclose(as_tensor(off, pairs), as_tensor(reference, pairs), atol=1e-6, rtol=0)
@@ -183,5 +182,5 @@ def test_cli_error_is_one_line_on_stderr(tmp_path):
     result = run_module("rerank_lora.ablate", ["checkpoint=nowhere", "ablation=layers"], tmp_path, ONE_THREAD)
     assert result.returncode != 0
     assert [line for line in result.stderr.splitlines() if line.strip()] == [
-        "error: checkpoint=nowhere: no such folder; give <job>/checkpoints/step-N or a job folder"
+        "error: checkpoint=nowhere: no such folder; give <job>/checkpoints/step-N, a job folder, a peft adapter folder, hf:ID"
     ]

@@ -12,8 +12,7 @@ NO_DROPOUT = [a for a in TINY if not a.startswith(("trainer.max_steps", "schedul
 
 
 def adapter(job, step: int) -> dict[str, torch.Tensor]:
-    """LoRA and head weights at `step`, less the head's bias: a softmax over a group is blind to a shift of all
-    its scores, so the bias gets a zero gradient up to rounding, which Adam's normalised step blows up."""
+    """LoRA and head weights at `step`."""
     folder = job / "checkpoints" / f"step-{step}"
     return load_file(folder / "adapter_model.safetensors") | {"head.weight": load_file(folder / "head.safetensors")["weight"]}
 

@@ -31,6 +31,12 @@ def assert_clean_failure(result, cwd, *phrases):
         (["data.negatives=[hard]"], ["data.negatives", "triples", "random"]),
         (["data.eval_splits=[validation]"], ["validation", "dev"]),
         (["measures=[nDGC@10]"], ["nDGC@10"]),
+        (["lora.rank=abc"], ["lora.rank='abc'", "an integer >= 1"]),
+        (["lora.dropout=1.5"], ["lora.dropout=1.5", "0 <= dropout < 1"]),
+        (["data.eval_depth=0"], ["data.eval_depth=0", "an integer >= 1"]),
+        (["data.group_size=1"], ["data.group_size=1", "an integer >= 2", "softmax loss zero"]),
+        (["data.max_length=5"], ["data.max_length=5", "shorter than the rerank_lora template", "accepted: >="]),
+        (["data.template=chatml"], ["data.template='chatml'", "rerank_lora, rankllama"]),
     ],
 )
 def test_bad_config_values(run, tmp_path, overrides, phrases):
@@ -71,6 +77,20 @@ def test_malformed_data_file_names_file_and_line(run, tmp_path):
     assert_clean_failure(run("rerank_lora.run", [*TINY, *args]), tmp_path, "qrels.tsv:2", "malformed")
 
 
+def test_bytes_that_are_not_utf8_are_named_with_their_line(run, tmp_path):
+    args = copy_mini(tmp_path, "corpus.jsonl", lambda text: text)
+    corpus = tmp_path / "data" / "corpus.jsonl"
+    corpus.write_bytes(corpus.read_bytes() + b'{"pid": "x1", "text": "caf\xe9"}\n')
+    lines = corpus.read_bytes().count(b"\n")
+    assert_clean_failure(run("rerank_lora.run", [*TINY, *args]), tmp_path, f"corpus.jsonl:{lines}", "not UTF-8")
+
+
+def test_a_sweep_override_of_an_unknown_key_is_one_error(run, tmp_path):
+    result = run("rerank_lora.run", ["-m", *TINY, "lora.rnk=1,2"])
+    assert result.returncode != 0 and "lora.rnk" in result.stderr and "Traceback" not in result.stderr
+    assert not list(tmp_path.glob("outputs/**/metrics.jsonl"))
+
+
 def test_data_trec_without_paths_names_the_missing_key(run, tmp_path):
     assert_clean_failure(run("rerank_lora.run", [*TINY, "data=trec"]), tmp_path, "data.corpus is required")
 
@@ -109,3 +129,13 @@ def test_hub_code_path_loads_a_local_folder_of_the_same_shape(run, tmp_path):
     assert "model.path" not in result.stderr
     (job,) = job_dirs(tmp_path)
     assert json.loads((job / "status.json").read_text())["status"] == "completed"
+
+
+def test_a_grid_of_ddp_cells_on_the_basic_launcher_is_refused(run, tmp_path):
+    """Lightning would start each further rank on the whole grid's command line: refused before any training."""
+    result = run("rerank_lora.run", ["-m", *TINY, "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"])
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    (job,) = job_dirs(tmp_path)
+    status = json.loads((job / "status.json").read_text())
+    assert status["status"] == "failed" and "hydra/launcher=slurm" in status["error"] and "basic launcher" in status["error"]
+    assert not (job / "metrics.jsonl").exists()

@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 
 from rerank_lora.data.collection import load_collection
+from rerank_lora.data.pairs import TEMPLATES, pair_encoder
 from rerank_lora.data.spec import DataSpec
+from rerank_lora.data.trec_files import top_k
 from rerank_lora.errors import InputError
 
 
@@ -83,3 +85,50 @@ def test_ids_that_match_nothing_are_named(tmp_path, file, line, kind):
     with pytest.raises(InputError, match=f"1 {kind} id\\(s\\) match nothing") as err:
         load_collection(spec)
     assert ("ghost" if kind == "query" else "nowhere") in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "file, content, phrases",
+    [
+        ("corpus", "\n\n", ["corpus.jsonl: empty", '"pid" and "text"']),
+        ("queries", "", ["queries.jsonl: empty"]),
+        ("corpus", '{"pid": "p3", "text": "a"}\n{"pid": "p3", "text": "b"}\n', ["corpus.jsonl:2", "passage id 'p3'", "line 1"]),
+        ("queries", '{"qid": "007", "text": "a"}\n{"qid": "007", "text": "b"}\n', ["queries.jsonl:2", "query id '007'"]),
+        ("queries", '{"qid": "007", "text": "  "}\n', ["queries.jsonl:1", 'non-empty "text"']),
+        ("qrels", "q_001 0 p3 1.5\n", ["qrels.tsv:1", "malformed", "relevance"]),
+        ("qrels", "", ["qrels.tsv: empty"]),
+    ],
+)
+def test_empty_duplicate_and_ill_typed_rows_are_named_with_file_and_line(tmp_path, file, content, phrases):
+    spec = write_collection(tmp_path)
+    Path(getattr(spec, file)).write_text(content)
+    with pytest.raises(InputError) as raised:
+        load_collection(spec)
+    for phrase in phrases:
+        assert phrase in str(raised.value)
+
+
+def test_bytes_that_are_not_utf8_are_named_with_their_line(tmp_path):
+    spec = write_collection(tmp_path)
+    Path(spec.corpus).write_bytes(Path(spec.corpus).read_bytes() + b'{"pid": "p4", "text": "caf\xe9"}\n')
+    with pytest.raises(InputError, match=r"corpus\.jsonl:4: not UTF-8"):
+        load_collection(spec)
+
+
+def test_candidates_are_ranked_by_score_whatever_their_rank_column_and_ties_by_pid(tmp_path):
+    spec = write_collection(tmp_path)
+    Path(spec.candidates).write_text(
+        "q_001 Q0 p3 1 1.0 bm25\nq_001 Q0 msmarco_passage_12_345 7 2.0 bm25\nq_001 Q0 msmarco_passage_00_001 2 1.0 bm25\n"
+    )
+    c = load_collection(spec)
+    assert list(top_k(c.candidates, 2)["q_001"]) == ["msmarco_passage_12_345", "msmarco_passage_00_001"]
+
+
+def test_a_one_megabyte_passage_is_cut_to_max_length(tmp_path):
+    from conftest import specs
+    from rerank_lora.model.backbone import load_backbone
+
+    _, tokenizer = load_backbone(specs(["model=tiny_llama"])[0])
+    for template in TEMPLATES:
+        (ids,) = pair_encoder(tokenizer, 64, template).encode([("q", "what is a cat")], [("p", "cats purr. " * 100_000)])
+        assert len(ids) == 64 and ids[-1] == tokenizer.eos_token_id

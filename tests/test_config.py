@@ -80,3 +80,13 @@ def test_every_sweep_composes_and_every_cell_resolves(sweep):
         OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
         assert to_spec(ModelSpec, cfg.model, "model").name == values[list(axes).index("model")]
         assert checkpoint_steps(cfg.trainer.max_steps, **cfg.schedule)[0] == 0
+
+
+def test_a_grid_cell_folder_name_past_200_bytes_is_cut_with_a_hash_of_the_whole():
+    from rerank_lora.configs import job_dirname
+
+    assert job_dirname(3, "lora.rank=2,targets=attn") == "3_lora.rank=2,targets=attn"
+    long = ",".join(f"data.splits.s{i}.files=/a/long/path/to/split/{i}" for i in range(20))
+    name = job_dirname(3, long)
+    assert len(name.encode()) <= 200 and name.startswith("3_data.splits.s0.files=")
+    assert name != job_dirname(3, long[:-1] + "x")  # names that differ only past the cut stay apart

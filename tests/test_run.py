@@ -48,6 +48,22 @@ def test_job_writes_the_output_contract(tiny_job):
     assert str(job) in printed  # says where the results are
 
 
+def test_the_printed_table_carries_paired_p_values_against_step_0_and_the_first_stage(tiny_job):
+    from rerank_lora.data.trec_files import read_qrels
+    from rerank_lora.evaluation.significance import paired_t, per_query
+
+    job, printed = tiny_job
+    assert "p(step0)" in printed and "p(first)" in printed
+    qrels = read_qrels(job / "runs" / "dev.qrels")
+    assert len(qrels) == 43  # the judgments of the reranked DL19 queries, beside the runs
+    step4, step0 = (per_query(qrels, read_run(job / "runs" / f"dev-step{n}.trec"), ["nDCG@10"])["nDCG@10"] for n in (4, 0))
+    first = per_query(qrels, read_run(job / "runs" / "dev-first-stage.trec"), ["nDCG@10"])["nDCG@10"]
+    (line,) = [row for row in printed.splitlines() if row.split()[:3] == ["dev", "model", "4"]]
+    assert line.split()[4:6] == [f"{paired_t(step4, step0)[1]:.3f}", f"{paired_t(step4, first)[1]:.3f}"]
+    (line,) = [row for row in printed.splitlines() if row.split()[:3] == ["dev", "model", "0"]]
+    assert line.split()[4] == f"{paired_t(step0, first)[1]:.3f}"  # step 0: only its p against the first stage
+
+
 def test_wandb_offline_run_with_config_and_metrics(tiny_job):
     job, _ = tiny_job
     (run_dir,) = list((job / "wandb").glob("offline-run-*"))  # one run per job, offline

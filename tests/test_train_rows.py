@@ -24,9 +24,9 @@ class CountingTokenizer:
     def __init__(self, tokenizer):
         self.tokenizer, self.calls = tokenizer, []
 
-    def __call__(self, texts, **kwargs):
+    def __call__(self, texts, *pairs_with, **kwargs):
         self.calls.append(len(texts))
-        return self.tokenizer(texts, **kwargs)
+        return self.tokenizer(texts, *pairs_with, **kwargs)
 
     def __getattr__(self, name):
         return getattr(self.tokenizer, name)
@@ -49,10 +49,11 @@ def paper_data(rows, *overrides):
 
 
 def test_groups_are_tokenised_when_drawn_and_depend_on_k_alone(rows, tokenizer, monkeypatch):
-    spec = paper_data(rows, "data.group_size=8")
+    spec = paper_data(rows, "data.group_size=8", "data.template=rerank_lora")  # the template with token caches
     counting = CountingTokenizer(tokenizer)
     data = RerankDataModule(load_collection(spec), counting, spec, seed=42)
-    assert counting.calls == [] and len(data.train_set) == 26  # 30 rows, 4 without a positive; nothing tokenised yet
+    assert counting.calls == [1, 1]  # the template's length check (one query, one passage); no row tokenised yet
+    assert len(data.train_set) == 26  # 30 rows, 4 without a positive
     forward = [data.train_set.group(k) for k in range(60)]  # two passes and a bit
     assert counting.calls and max(counting.calls) <= 8  # one query, then a group's passages, at a time
     monkeypatch.setattr(datamodule, "CACHED_PASSAGES", 3)
@@ -63,7 +64,7 @@ def test_groups_are_tokenised_when_drawn_and_depend_on_k_alone(rows, tokenizer, 
 
 
 def test_a_group_is_its_rows_positive_then_distinct_negatives(rows, tokenizer):
-    spec = paper_data(rows, "data.group_size=8")
+    spec = paper_data(rows, "data.group_size=8", "data.template=rerank_lora")  # the template with token caches
     collection = load_collection(spec)
     source = collection.train_rows
     data = RerankDataModule(collection, tokenizer, spec, seed=0)
@@ -71,7 +72,7 @@ def test_a_group_is_its_rows_positive_then_distinct_negatives(rows, tokenizer):
     for k in range(5):
         example = source.example(order[k])
         positives = {pid for pid, _ in example.positives}
-        texts = data.train_set.passages  # the cache holds what the group just tokenised, by pid
+        texts = data.encoder.passages  # the cache holds what the group just tokenised, by pid
         data.train_set.group(k)
         recent = list(texts.ids)[-8:]
         assert recent[0] in positives

@@ -94,7 +94,7 @@ class Prober:
         started = time.perf_counter()
         states = self._states([b.inputs for b in self.batches])
         head = self.job.reranker.head
-        scores = states @ head.weight.detach().float().cpu()[0] + head.bias.detach().float().cpu()
+        scores = states @ head.weight.detach().float().cpu()[0]
         rows = [self._evaluate(scores[i], i, "head") for i in range(states.size(0))]
         if self.fit is not None:
             rows += self._fitted(states, self.fit)

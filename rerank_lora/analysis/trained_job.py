@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from peft import set_peft_model_state_dict
 from safetensors.torch import load_file
 
+from rerank_lora.analysis.imported_job import ImportOptions, import_adapter, is_foreign
 from rerank_lora.configs import to_spec
 from rerank_lora.data.collection import load_collection
 from rerank_lora.data.datamodule import RerankDataModule
@@ -18,10 +19,7 @@ from rerank_lora.data.spec import DataSpec
 from rerank_lora.errors import InputError
 from rerank_lora.job_folder import INFO_FILE, JobFolder, step_of_name
 from rerank_lora.model.backbone import ModelSpec, load_backbone
-from rerank_lora.model.reranker import HEAD_FILE, Reranker
-
-ADAPTER_FILE = "adapter_model.safetensors"
-ADAPTER_CONFIG = "adapter_config.json"
+from rerank_lora.model.reranker import ADAPTER_CONFIG, ADAPTER_FILE, Reranker
 
 
 def check_count(key: str, value, null: str | None = None) -> None:
@@ -38,18 +36,24 @@ def step_of(folder: Path) -> int:
     return -1 if step is None else step
 
 
-def checkpoint_folders(path, every: bool) -> list[Path]:
+def checkpoint_folders(path, every: bool, imports: ImportOptions | None = None) -> list[Path]:
     """The checkpoint folders `path` names: a checkpoint folder itself, or a job folder's checkpoints
-    (all of them, by step, when `every`; else its last one)."""
+    (all of them, by step, when `every`; else its last one), or a published adapter (a peft adapter folder or
+    hf:owner/name) imported as a job of this project with `imports`."""
+    if is_foreign(str(path)):
+        return [import_adapter(str(path), imports or ImportOptions())]
     folder = Path(str(path)).expanduser()
     if (folder / INFO_FILE).is_file():
         return [folder]
     if not folder.is_dir():
-        raise InputError(f"checkpoint={path}: no such folder; give <job>/checkpoints/step-N or a job folder")
+        raise InputError(
+            f"checkpoint={path}: no such folder; give <job>/checkpoints/step-N, a job folder, a peft adapter folder, hf:ID"
+        )
     found = [f for _, f in JobFolder(folder).checkpoints() if (f / INFO_FILE).is_file()]
     if not found:
         raise InputError(
-            f"checkpoint={path}: neither a checkpoint folder (with {INFO_FILE}) nor a job folder with checkpoints/step-N"
+            f"checkpoint={path}: not a checkpoint folder (with {INFO_FILE}), a job folder with checkpoints/step-N, "
+            f"nor a peft adapter folder (no {ADAPTER_CONFIG})"
         )
     return found if every else found[-1:]
 
@@ -93,5 +97,5 @@ class TrainedJob:
         if json.loads((folder / ADAPTER_CONFIG).read_text()) != json.loads(self._adapter_config):
             raise InputError(f"{folder}: its adapter config differs from {self.folder}'s; run it on its own")
         set_peft_model_state_dict(self.reranker.backbone, load_file(folder / ADAPTER_FILE, device=str(self.device)))
-        self.reranker.head.load_state_dict(load_file(folder / HEAD_FILE, device=str(self.device)))
+        self.reranker.load_head(folder)
         self.folder, self.step = folder, step_of(folder)

@@ -20,13 +20,13 @@ def load_collection(spec: DataSpec) -> Collection:
 
 
 def load_files(spec: DataSpec) -> Collection:
-    """Read every file named in `spec` (corpus, queries, qrels, candidates, triples?) and cross-check ids."""
+    """Read every file named in `spec` (corpus, queries, qrels?, candidates, triples?) and cross-check ids."""
     queries, splits = read_queries(spec.queries)
     collection = Collection(
         corpus=read_corpus(spec.corpus),
         queries=queries,
         query_splits=splits,
-        qrels=read_qrels(spec.qrels),
+        qrels=read_qrels(spec.qrels) if spec.qrels else {},
         candidates=read_run(spec.candidates),
         triples=read_triples(spec.triples) if spec.triples else [],
     )

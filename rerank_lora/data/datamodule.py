@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from rerank_lora.data.collection_type import Collection
-from rerank_lora.data.pairs import PairEncoder, TokenCache, pad
+from rerank_lora.data.pairs import pad, pair_encoder
 from rerank_lora.data.spec import DataSpec, split_depth
 from rerank_lora.data.train_sources import NEGATIVE_SOURCES, CollectionPairs, Example, check_sources
 from rerank_lora.data.trec_files import top_k
@@ -36,7 +36,7 @@ class TrainGroups:
     read from the source and tokenised when a group needs them (a bounded cache keeps recent ones), so the
     stream starts at once however many queries the source holds."""
 
-    def __init__(self, collection: Collection, spec: DataSpec, encoder: PairEncoder, seed: int):
+    def __init__(self, collection: Collection, spec: DataSpec, encoder, seed: int):
         self.group_size, self.seed, self.encoder = spec.group_size, seed, encoder
         self.sources = check_sources(spec.negatives)
         self.source = collection.train_rows if collection.train_rows is not None else CollectionPairs(collection, spec)
@@ -46,8 +46,6 @@ class TrainGroups:
                 "accepted there: triples (each row's own hard negatives), random"
             )
         self._check_enough_negatives()
-        self.queries = TokenCache(encoder.queries, CACHED_QUERIES)
-        self.passages = TokenCache(encoder.passages, CACHED_PASSAGES)
 
     def __len__(self) -> int:
         return len(self.source)
@@ -58,8 +56,7 @@ class TrainGroups:
         example = self.source.example(self._order(passes)[position])
         rng = random.Random(f"{self.seed}:{passes}:{position}")
         chosen = [rng.choice(example.positives)] + self._draw_negatives(example, rng)
-        (query_ids,) = self.queries.get([(example.qid, example.query)])
-        return [self.encoder.join(query_ids, ids) for ids in self.passages.get(chosen)]
+        return self.encoder.encode([(example.qid, example.query)] * len(chosen), chosen)
 
     @functools.lru_cache(maxsize=2)  # noqa: B019 - one object per job; the cache holds two permutations
     def _order(self, passes: int) -> list[int]:
@@ -112,15 +109,15 @@ class StreamWindow(Dataset):
 
 
 class RerankDataModule(L.LightningDataModule):
-    """Training groups for Lightning's fit loop; eval batches for each eval split, reranking the
-    first-stage candidates to data.eval_depth."""
+    """Training groups for Lightning's fit loop (unless train=False); eval batches for each eval split,
+    reranking the first-stage candidates to data.eval_depth."""
 
-    def __init__(self, collection: Collection, tokenizer, spec: DataSpec, seed: int):
+    def __init__(self, collection: Collection, tokenizer, spec: DataSpec, seed: int, train: bool = True):
         super().__init__()
         self.collection, self.cfg, self.seed = collection, spec, seed
-        self.encoder = PairEncoder(tokenizer, spec.max_length)
+        self.encoder = pair_encoder(tokenizer, spec.max_length, spec.template, (CACHED_QUERIES, CACHED_PASSAGES))
         self.pad_id = tokenizer.pad_token_id
-        self.train_set = TrainGroups(collection, spec, self.encoder, seed)
+        self.train_set = TrainGroups(collection, spec, self.encoder, seed) if train else None
         self.first_stage = {split: self._first_stage(split) for split in spec.eval_splits}
 
     def _first_stage(self, split: str) -> dict[str, dict[str, float]]:
@@ -170,10 +167,7 @@ class RerankDataModule(L.LightningDataModule):
         (or, with data.sort_by_length=false, in candidate order padded to data.max_length)."""
         pairs = [(q, p) for q, scores in self.first_stage[split].items() for p in scores]
         texts = self.collection
-        q_ids = dict(zip(self.first_stage[split], self.encoder.queries([texts.queries[q] for q in self.first_stage[split]])))
-        pids = sorted({p for _, p in pairs})
-        p_ids = dict(zip(pids, self.encoder.passages([texts.corpus[p] for p in pids])))
-        encoded = [self.encoder.join(q_ids[q], p_ids[p]) for q, p in pairs]
+        encoded = self.encoder.encode([(q, texts.queries[q]) for q, _ in pairs], [(p, texts.corpus[p]) for _, p in pairs])
         order = range(len(pairs))
         if self.cfg.sort_by_length:
             order = sorted(order, key=lambda i: len(encoded[i]))

@@ -5,6 +5,7 @@ one data.splits entry (data=msmarco), read from the plain dicts DataSpec.splits 
 
 from dataclasses import dataclass, field, fields
 
+from rerank_lora.data.pairs import TEMPLATES
 from rerank_lora.errors import InputError
 
 
@@ -33,11 +34,32 @@ class DataSpec:
     negatives: list = field(default_factory=lambda: ["triples", "random"])
     candidate_negatives_depth: int = 100
     max_length: int = 160
+    template: str = "rerank_lora"  # how a pair becomes tokens: rerank_lora | rankllama (data/pairs.py)
     # evaluation
     eval_splits: list = field(default_factory=lambda: ["test"])
     eval_depth: int = 10
     eval_batch_size: int = 16
     sort_by_length: bool = True
+
+    def __post_init__(self):
+        for key, least, why in [
+            ("group_size", 2, "1 positive + at least 1 negative: a group of one makes the softmax loss zero"),
+            ("queries_per_batch", 1, ""),
+            ("max_length", 2, "tokens per pair; the template needs more, checked with the tokenizer"),
+            ("eval_depth", 1, "rerank each query's top-k"),
+            ("eval_batch_size", 1, ""),
+        ]:
+            check_int(f"data.{key}", getattr(self, key), least, why)
+        if self.train_queries is not None:
+            check_int("data.train_queries", self.train_queries, 1, "null: every training query")
+        if self.template not in TEMPLATES:
+            raise InputError(f"data.template={self.template!r}; accepted: {', '.join(TEMPLATES)}")
+
+
+def check_int(key: str, value, least: int, why: str = "") -> None:
+    """`value` is an integer >= least (a bool is not), else one error naming the key."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise InputError(f"{key}={value!r}; accepted: an integer >= {least}" + (f" ({why})" if why else ""))
 
 
 @dataclass(frozen=True)

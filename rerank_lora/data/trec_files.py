@@ -5,20 +5,37 @@ Every reader names the file and line of the first malformed row. Ids are kept as
 """
 
 import json
+import os
 from collections import defaultdict
 from pathlib import Path
 
 from rerank_lora.errors import InputError
 
 
-def _lines(path: str | Path):
+def _lines(path: str | Path, expected: str):
+    """(line number, line) of each non-blank line; a missing or empty file, or bytes that are not UTF-8, are
+    one error naming the file (and line)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"data file not found: {path}")
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
+    found = False
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError as err:
+                raise InputError(f"{path}:{number}: not UTF-8 text ({err.reason} at byte {err.start}); accepted: UTF-8") from None
             if line.strip():
-                yield number, line.rstrip("\n")
+                found = True
+                yield number, line
+    if not found:
+        raise InputError(f"{path}: empty; expected rows of {expected}")
+
+
+def _unique(kind: str, key: str, seen: dict[str, int], path, number: int) -> None:
+    if key in seen:
+        raise InputError(f"{path}:{number}: duplicate {kind} {key!r} (first at line {seen[key]}); accepted: each id once")
+    seen[key] = number
 
 
 def _malformed(path, number: int, expected: str, line: str) -> InputError:
@@ -27,8 +44,9 @@ def _malformed(path, number: int, expected: str, line: str) -> InputError:
 
 def read_corpus(path) -> dict[str, str]:
     """JSONL rows {"pid": ..., "text": ...} (also accepts "docid"/"id" and "contents")."""
-    corpus = {}
-    for number, line in _lines(path):
+    corpus, seen = {}, {}
+    expected = 'a JSON object with "pid" and "text"'
+    for number, line in _lines(path, expected):
         try:
             row = json.loads(line)
             pid = row.get("pid", row.get("docid", row.get("id")))
@@ -36,16 +54,18 @@ def read_corpus(path) -> dict[str, str]:
             if pid is None or not isinstance(text, str):
                 raise ValueError
         except (ValueError, AttributeError):
-            raise _malformed(path, number, 'a JSON object with "pid" and "text"', line) from None
+            raise _malformed(path, number, expected, line) from None
+        _unique("passage id", str(pid), seen, path, number)
         corpus[str(pid)] = text
     return corpus
 
 
 def read_queries(path) -> tuple[dict[str, str], dict[str, str | None]]:
     """JSONL rows {"qid", "text", "split"?} or TSV rows `qid<TAB>text`; returns texts and split labels."""
-    texts, splits = {}, {}
+    texts, splits, seen = {}, {}, {}
     is_jsonl = str(path).endswith((".jsonl", ".json"))
-    for number, line in _lines(path):
+    expected = 'a JSON object with "qid" and a non-empty "text"' if is_jsonl else "qid<TAB>text (text not empty)"
+    for number, line in _lines(path, expected):
         try:
             if is_jsonl:
                 row = json.loads(line)
@@ -53,11 +73,11 @@ def read_queries(path) -> tuple[dict[str, str], dict[str, str | None]]:
             else:
                 qid, text = line.split("\t")
                 split = None
-            if not isinstance(text, str):
+            if not isinstance(text, str) or not text.strip():
                 raise ValueError
         except (ValueError, KeyError, TypeError, AttributeError):
-            expected = 'a JSON object with "qid" and "text"' if is_jsonl else "qid<TAB>text"
             raise _malformed(path, number, expected, line) from None
+        _unique("query id", str(qid), seen, path, number)
         texts[str(qid)], splits[str(qid)] = text, split
     return texts, splits
 
@@ -65,7 +85,7 @@ def read_queries(path) -> tuple[dict[str, str], dict[str, str | None]]:
 def read_qrels(path) -> dict[str, dict[str, int]]:
     """TREC qrels: `qid iteration pid relevance`."""
     qrels = defaultdict(dict)
-    for number, line in _lines(path):
+    for number, line in _lines(path, "TREC qrels 'qid 0 pid relevance'"):
         parts = line.split()
         try:
             qid, _, pid, rel = parts
@@ -78,7 +98,7 @@ def read_qrels(path) -> dict[str, dict[str, int]]:
 def read_run(path) -> dict[str, dict[str, float]]:
     """TREC run: `qid Q0 pid rank score tag`."""
     run = defaultdict(dict)
-    for number, line in _lines(path):
+    for number, line in _lines(path, "TREC run 'qid Q0 pid rank score tag'"):
         parts = line.split()
         try:
             qid, _, pid, _rank, score, _tag = parts
@@ -91,7 +111,7 @@ def read_run(path) -> dict[str, dict[str, float]]:
 def read_triples(path) -> list[tuple[str, str, str]]:
     """TSV rows `qid<TAB>positive pid<TAB>negative pid`."""
     triples = []
-    for number, line in _lines(path):
+    for number, line in _lines(path, "qid<TAB>positive pid<TAB>negative pid"):
         parts = line.split("\t")
         if len(parts) != 3 or not all(p.strip() for p in parts):
             raise _malformed(path, number, "qid<TAB>positive pid<TAB>negative pid", line)
@@ -100,13 +120,27 @@ def read_triples(path) -> list[tuple[str, str, str]]:
 
 
 def write_run(run: dict[str, dict[str, float]], path, tag: str) -> None:
-    """Write a TREC run, each query's passages by descending score (ties by pid, as trec_eval)."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with Path(path).open("w", encoding="utf-8") as handle:
+    """Write a TREC run, each query's passages by descending score (ties by pid, as trec_eval), under a
+    temporary name renamed at the end: a file with the final name is always whole."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    with partial.open("w", encoding="utf-8") as handle:
         for qid, scores in run.items():
             ranked = sorted(scores.items(), key=lambda item: (-item[1], item[0]))
             for rank, (pid, score) in enumerate(ranked, start=1):
                 handle.write(f"{qid} Q0 {pid} {rank} {score:.6f} {tag}\n")
+    os.replace(partial, path)
+
+
+def write_qrels(qrels: dict[str, dict[str, int]], path) -> None:
+    """Write TREC qrels `qid 0 pid relevance`, under a temporary name renamed at the end."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    lines = [f"{q} 0 {p} {rel}\n" for q, judged in qrels.items() for p, rel in judged.items()]
+    partial.write_text("".join(lines), encoding="utf-8")
+    os.replace(partial, path)
 
 
 def top_k(run: dict[str, dict[str, float]], depth: int) -> dict[str, dict[str, float]]:

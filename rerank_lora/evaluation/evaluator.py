@@ -2,12 +2,15 @@
 data-parallel job only the process that writes the job folder (global rank 0) evaluates; the others do nothing."""
 
 import logging
+import math
 
 import torch
 from peft import PeftModel
 from tqdm.auto import tqdm
 
-from rerank_lora.data.trec_files import write_run
+from rerank_lora import faults
+from rerank_lora.data.trec_files import write_qrels, write_run
+from rerank_lora.errors import TrainingDiverged
 from rerank_lora.evaluation import metrics
 from rerank_lora.job_folder import FIRST_STAGE, MODEL, JobFolder, metrics_row, writes_job_folder
 
@@ -26,7 +29,9 @@ class Evaluator:
         if not self.writes:
             return
         for split, run in self.data.first_stage.items():
+            write_qrels(self.data.qrels(split), self.job.qrels_file(split))
             write_run(run, self.job.run_file(split, None), FIRST_STAGE)
+            faults.point("first_stage")
             self.baseline[split] = self._record(split, None, FIRST_STAGE, run)
 
     def model(self, reranker, step: int) -> dict[str, dict[str, float]]:
@@ -35,8 +40,11 @@ class Evaluator:
             # merge=False: merging and unmerging leaves rounding drift in the base weights, and a resumed
             # run (fresh base weights) must continue exactly as an uninterrupted one would
             run = score(reranker, batches, desc=f"scoring {split} @ step {step}", merge=False)
+            if not all(math.isfinite(value) for scores in run.values() for value in scores.values()):
+                raise TrainingDiverged(f"the model's scores on {split} are not finite at step {step}")
             write_run(run, self.job.run_file(split, step), f"step{step}")
             results[split] = self._record(split, step, MODEL, run)
+            faults.point("evaluation")
         return results
 
     def _record(self, split: str, step: int | None, ranker: str, run: dict) -> dict[str, float]:

@@ -1,20 +1,47 @@
-"""A job's metrics as the table printed at the end of a job."""
+"""A job's metrics as the table printed at the end of a job, with the verdict beside each checkpoint: the
+two-sided paired t-test's p-value over the split's queries against the untrained model (step 0) and against
+the first stage, from the job's run files and qrels (uncorrected: one test per cell of the table)."""
 
 from pathlib import Path
 
-from rerank_lora.job_folder import JobFolder
+from rerank_lora.data.trec_files import read_qrels, read_run
+from rerank_lora.evaluation.significance import paired_t, per_query
+from rerank_lora.job_folder import FIRST_STAGE, JobFolder
 
 SHOWN = ("nDCG@10", "RR(rel=2)@10")
 
 
-def table(rows: list[dict], shown=SHOWN) -> str:
-    lines = [f"{'split':<6} {'ranker':<12} {'step':>6} " + " ".join(f"{m:>13}" for m in shown)]
-    for row in sorted(rows, key=lambda r: (r["split"], r["step"] is not None, r["step"] or 0)):
+def table(job: JobFolder, shown=SHOWN) -> str:
+    head = " ".join(f"{m:>13} {'p(step0)':>8} {'p(first)':>8}" for m in shown)
+    lines = [f"{'split':<6} {'ranker':<12} {'step':>6} {head}"]
+    rows = sorted(job.metrics(), key=lambda r: (r["split"], r["step"] is not None, r["step"] or 0))
+    splits = {r["split"] for r in rows}
+    values = {split: _per_query(job, split, {r["step"] for r in rows if r["split"] == split}, shown) for split in splits}
+    for row in rows:
         step = "-" if row["step"] is None else str(row["step"])
-        lines.append(f"{row['split']:<6} {row['ranker']:<12} {step:>6} " + " ".join(f"{row[m]:>13.4f}" for m in shown))
+        found = values[row["split"]]
+        cells = [f"{row[m]:>13.4f} {_p(found, row, 0, m):>8} {_p(found, row, None, m):>8}" for m in shown]
+        lines.append(f"{row['split']:<6} {row['ranker']:<12} {step:>6} " + " ".join(cells))
     return "\n".join(lines)
 
 
+def _per_query(job: JobFolder, split: str, steps: set, shown) -> dict:
+    """{step: {measure: {qid: value}}} of every run of `split` (step None: the first stage); {} without qrels."""
+    if not job.qrels_file(split).is_file():
+        return {}
+    qrels = read_qrels(job.qrels_file(split))
+    runs = {step: job.run_file(split, step) for step in steps}
+    return {step: per_query(qrels, read_run(path), shown) for step, path in runs.items() if path.is_file()}
+
+
+def _p(values: dict, row: dict, against, measure: str) -> str:
+    if row["ranker"] == FIRST_STAGE or row["step"] == against or row["step"] not in values or against not in values:
+        return ""
+    _, p, _ = paired_t(values[row["step"]][measure], values[against][measure])
+    return f"{p:.3f}"
+
+
 def print_results(job: JobFolder) -> None:
-    print(table(job.metrics()))
+    print(table(job))
+    print("p: two-sided paired t-test over the split's queries, against step 0 and against the first stage (uncorrected)")
     print(f"results: {Path(job.path).resolve()}")

@@ -18,6 +18,14 @@ class LoraSpec:
     dropout: float = 0.1
     layers: list | None = None
 
+    def __post_init__(self):
+        if isinstance(self.rank, bool) or not isinstance(self.rank, int) or self.rank < 1:
+            raise InputError(f"lora.rank={self.rank!r}; accepted: an integer >= 1 (the paper uses 1, 2, 8, 32)")
+        if isinstance(self.alpha, bool) or not isinstance(self.alpha, int | float) or self.alpha <= 0:
+            raise InputError(f"lora.alpha={self.alpha!r}; accepted: a number > 0 (the update is scaled by alpha / rank)")
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, int | float) or not 0 <= self.dropout < 1:
+            raise InputError(f"lora.dropout={self.dropout!r}; accepted: a number, 0 <= dropout < 1")
+
 
 def target_modules(targets, modules_by_group: dict) -> list[str]:
     """Projection names for `targets`: a group name (attn | mlp | all) or an explicit list of projections."""
@@ -51,10 +59,6 @@ def check_layers(layers, num_layers: int) -> list[int] | None:
 def add_lora(backbone, lora: LoraSpec, projections: list[str]):
     """The backbone wrapped as a PeftModel whose only trainable weights are the LoRA matrices on `projections`
     (from `target_modules`)."""
-    if not isinstance(lora.rank, int) or lora.rank < 1:
-        raise InputError(f"lora.rank={lora.rank!r}; accepted: an integer >= 1 (the paper uses 1, 2, 8, 32)")
-    if not 0 <= lora.dropout < 1:
-        raise InputError(f"lora.dropout={lora.dropout!r}; accepted: 0 <= dropout < 1")
     config = LoraConfig(
         r=lora.rank,
         lora_alpha=lora.alpha,

@@ -9,6 +9,10 @@ from peft import PeftModel
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from rerank_lora import faults
+from rerank_lora.errors import TrainingDiverged
+
+ADAPTER_FILE, ADAPTER_CONFIG = "adapter_model.safetensors", "adapter_config.json"  # peft's names
 HEAD_FILE = "head.safetensors"
 
 
@@ -29,9 +33,10 @@ class Reranker(L.LightningModule):
     def __init__(self, backbone: nn.Module, group_size: int, optim: Optim | None = None):
         super().__init__()
         self.backbone = backbone
-        self.head = nn.Linear(backbone.config.hidden_size, 1)
+        # No bias: a softmax over a group is blind to a shift of all its scores, so a bias would learn nothing but
+        # rounding noise (which Adam's normalised step blows up); without one the head is a classifier's `score`.
+        self.head = nn.Linear(backbone.config.hidden_size, 1, bias=False)
         nn.init.normal_(self.head.weight, std=backbone.config.hidden_size**-0.5)
-        nn.init.zeros_(self.head.bias)
         self.group_size = group_size
         self.optim = optim or Optim()
         self.strict_loading = False  # resume checkpoints hold only the trained weights
@@ -51,7 +56,9 @@ class Reranker(L.LightningModule):
         scores = self(batch["input_ids"], batch["attention_mask"]).view(-1, self.group_size)
         target = torch.zeros(scores.size(0), dtype=torch.long, device=scores.device)
         loss = nn.functional.cross_entropy(scores, target)
-        self.log("train/loss", loss, prog_bar=True, batch_size=scores.size(0))
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(f"the training loss is {loss.item()} at step {self.global_step}")
+        self.log("train/loss", loss, prog_bar=True, batch_size=scores.size(0), sync_dist=True)  # DDP: the mean over ranks
         return loss
 
     def configure_optimizers(self):
@@ -74,11 +81,19 @@ class Reranker(L.LightningModule):
         """The adapter (peft format) and the head."""
         folder.mkdir(parents=True, exist_ok=True)
         self.backbone.save_pretrained(folder)
+        faults.point("adapter_saved")
         save_file({k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}, folder / HEAD_FILE)
 
     @classmethod
     def load(cls, folder: Path, base: nn.Module, group_size: int = 1) -> "Reranker":
         """A reranker from `save`'s folder on a freshly loaded base backbone."""
         reranker = cls(PeftModel.from_pretrained(base, folder), group_size)
-        reranker.head.load_state_dict(load_file(folder / HEAD_FILE))
+        reranker.load_head(folder)
         return reranker
+
+    def load_head(self, folder: Path) -> None:
+        """The head of a checkpoint folder. Checkpoints written before the head lost its bias hold one: it shifts
+        every score by the same amount, so rankings (and every metric) are the same without it."""
+        weights = load_file(folder / HEAD_FILE, device=str(self.head.weight.device))
+        weights.pop("bias", None)
+        self.head.load_state_dict(weights)

@@ -6,8 +6,11 @@ import os
 import time
 
 import lightning as L
+import torch
 from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
 
+from rerank_lora import faults
+from rerank_lora.errors import TrainingDiverged
 from rerank_lora.job_folder import INFO_FILE, TRAINER_STATE, JobFolder, write_atomic
 
 log = logging.getLogger(__name__)
@@ -40,10 +43,12 @@ class CheckpointSchedule(L.Callback):
             self.done.add(step)
             folder = self.job.checkpoint(step)
             if trainer.is_global_zero:
+                check_finite(reranker, step)
                 reranker.save(folder)  # the LightningModule itself, not the DDP wrapper
                 write_atomic(folder / INFO_FILE, json.dumps({**self.info, "step": step}, indent=2))
                 self.evaluator.model(reranker, step)
             trainer.strategy.barrier("rank 0 reranks")
+            faults.point("before_trainer_state")
             partial = folder / f"{TRAINER_STATE}.partial"
             trainer.save_checkpoint(partial, weights_only=False)  # every rank; returns once rank 0 has written it
             if trainer.is_global_zero:
@@ -54,6 +59,13 @@ class CheckpointSchedule(L.Callback):
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.restored_rng = state_dict["rng"]
+
+
+def check_finite(reranker, step: int) -> None:
+    """No checkpoint of non-finite weights is written as if it were a result."""
+    bad = [name for name, p in reranker.named_parameters() if p.requires_grad and not torch.isfinite(p).all()]
+    if bad:
+        raise TrainingDiverged(f"{len(bad)} trained weight tensors are not finite at step {step} (e.g. {bad[0]})")
 
 
 def seconds_since_process_start() -> float:

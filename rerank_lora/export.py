@@ -1,0 +1,97 @@
+"""Export a checkpoint of this project as a peft sequence-classification adapter, the layout that
+`AutoModelForSequenceClassification.from_pretrained(base, num_labels=1)` + `PeftModel.from_pretrained` load (and
+with them Tevatron's reranker and the paper's code); see model/seq_cls.py.
+
+    python -m rerank_lora.export checkpoint=PATH out=FOLDER
+
+FOLDER gets adapter_config.json (task_type SEQ_CLS, base_model_name_or_path: the job's hub id or local model
+folder; a tiny test model is saved into FOLDER/base), adapter_model.safetensors with the head as `score`, the
+tokenizer, and rerank_lora.json (the input template and pair length the adapter was trained with). Load it as:
+
+    model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=1)
+    model = PeftModel.from_pretrained(model, FOLDER)
+
+and score pairs encoded by the template at the last token (EOS). transformers reads the last token that is not
+the model config's pad_token_id: with pad == EOS (SmolLM2, Llama 3) set another pad id or score one pair at a time.
+"""
+
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+
+from safetensors.torch import load_file
+
+from rerank_lora import cli
+from rerank_lora.analysis.imported_job import EXPORT_INFO
+from rerank_lora.analysis.trained_job import checkpoint_folders, job_config, step_of
+from rerank_lora.configs import to_spec
+from rerank_lora.data.spec import DataSpec
+from rerank_lora.errors import InputError
+from rerank_lora.model.backbone import ModelSpec, gguf_cache, load_backbone
+from rerank_lora.model.reranker import HEAD_FILE
+from rerank_lora.model.seq_cls import (
+    read_adapter_config,
+    read_weights,
+    seq_cls_config,
+    to_seq_cls,
+    transformer_prefix,
+    write_seq_cls,
+)
+
+log = logging.getLogger("rerank_lora.export")
+DEFAULTS = {"checkpoint": "???", "out": "???"}
+
+
+def export(args: list[str]) -> Path:
+    cfg = cli.parse_args(args, DEFAULTS, required=("checkpoint", "out"))
+    out = Path(cfg.out).expanduser()
+    if out.exists() and any(out.iterdir()):
+        raise InputError(f"out={out}: exists and is not empty; give a new folder")
+    (folder,) = checkpoint_folders(cfg.checkpoint, every=False)
+    job_cfg, _ = job_config(folder)
+    model, data = to_spec(ModelSpec, job_cfg.model, "model"), to_spec(DataSpec, job_cfg.data, "data")
+    staging = out.with_name(f".{out.name}.partial-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    base, tokenizer = _base(model, staging, out)
+    head = load_file(folder / HEAD_FILE)  # an older checkpoint's head bias is left out, as Reranker.load_head does
+    weights = to_seq_cls(read_weights(folder), head["weight"], transformer_prefix(model.family))
+    write_seq_cls(staging, seq_cls_config(read_adapter_config(folder), base), weights)
+    tokenizer.save_pretrained(staging)
+    info = {"template": data.template, "max_length": data.max_length, "step": step_of(folder)}
+    info["checkpoint"] = str(folder.resolve())
+    (staging / EXPORT_INFO).write_text(json.dumps(info, indent=2), encoding="utf-8")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.exists():
+        out.rmdir()
+    os.replace(staging, out)
+    return out
+
+
+def _base(model: ModelSpec, staging: Path, out: Path) -> tuple[str, object]:
+    """Where a loader finds the base model (a tiny test model is saved beside the adapter), and the tokenizer."""
+    if model.source == "tiny":
+        backbone, tokenizer = load_backbone(model)
+        backbone.save_pretrained(staging / "base")
+        tokenizer.save_pretrained(staging / "base")
+        return str((out / "base").resolve()), tokenizer
+    if model.source == "gguf":
+        folder = gguf_cache(model.gguf["package"], model.gguf["file"], model.cache_dir)
+        return str(folder.resolve()), _tokenizer(folder)
+    where = model.path or model.hub_id
+    return str(Path(where).expanduser().resolve()) if model.path else where, _tokenizer(where)
+
+
+def _tokenizer(where):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(where)
+
+
+def main() -> None:
+    cli.main(export)
+
+
+if __name__ == "__main__":
+    main()
