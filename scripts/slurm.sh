@@ -104,7 +104,7 @@ write_if_changed() {  # write_if_changed FILE MODE: stdin -> FILE; returns 0 if 
 
 write_configs() {  # returns 0 if any config changed
     local cpus mem changed=1
-    cpus=$(nproc)
+    cpus=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)  # nproc obeys OMP_NUM_THREADS (tests set it to 1)
     mem=$(awk '/^MemTotal:/ {printf "%d", $2 / 1024 * 0.8}' /proc/meminfo)  # MB; slurmd drains a node that has less
     write_if_changed "$CONF" 644 <<EOF && changed=0
 # Written by scripts/slurm.sh: a single-node cluster on localhost, every file under $DIR.
