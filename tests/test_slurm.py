@@ -372,7 +372,9 @@ def test_data_parallel_cell_of_two_tasks_trains_as_one_process_and_resumes(slurm
     print(f"2-task cell through SLURM, requeued once: {time.monotonic() - start:.0f} s")
     assert returncode == 0, sweep.stdout[-3000:] + sweep.stderr[-3000:]
     log = "".join(p.read_text() for p in submitit.glob(f"{job_id}/*_log.*"))
-    assert f"Requeued job {job_id}" in log and "Not checkpointing nor requeuing since I am a slave (procid=1)" in log
+    # Task 0 requeued the job. (Task 1's "not requeuing since I am a slave" line is not asserted: the requeue can end
+    # task 1 before it logs it. That the job was requeued once, not twice, is the sacct states' check below.)
+    assert f"Requeued job {job_id}" in log
     # task 1 may still be ending: its first run's result (written when task 0 left) already counts for submitit
     deadline = time.monotonic() + 60
     while (states := slurm(slurm_env, "sacct", "-X", "-D", "-n", "-P", "-o", "State", "-j", job_id).split())[-1] == "RUNNING":
