@@ -37,7 +37,7 @@ from rerank_lora.model.seq_cls import (
     seq_cls_config,
     to_seq_cls,
     transformer_prefix,
-    write_seq_cls,
+    write_adapter,
 )
 
 log = logging.getLogger("rerank_lora.export")
@@ -57,7 +57,7 @@ def export(args: list[str]) -> Path:
     base, tokenizer = _base(model, staging, out)
     head = load_file(folder / HEAD_FILE)  # an older checkpoint's head bias is left out, as Reranker.load_head does
     weights = to_seq_cls(read_weights(folder), head["weight"], transformer_prefix(model.family))
-    write_seq_cls(staging, seq_cls_config(read_adapter_config(folder), base), weights)
+    write_adapter(staging, seq_cls_config(read_adapter_config(folder), base), weights)
     tokenizer.save_pretrained(staging)
     info = {"template": data.template, "max_length": data.max_length, "step": step_of(folder)}
     info["checkpoint"] = str(folder.resolve())

@@ -120,26 +120,26 @@ def read_triples(path) -> list[tuple[str, str, str]]:
 
 
 def write_run(run: dict[str, dict[str, float]], path, tag: str) -> None:
-    """Write a TREC run, each query's passages by descending score (ties by pid, as trec_eval), under a
-    temporary name renamed at the end: a file with the final name is always whole."""
+    """Write a TREC run, each query's passages by descending score (ties by pid, as trec_eval)."""
+    _write_whole(path, (
+        f"{qid} Q0 {pid} {rank} {score:.6f} {tag}\n"
+        for qid, scores in run.items()
+        for rank, (pid, score) in enumerate(sorted(scores.items(), key=lambda item: (-item[1], item[0])), start=1)
+    ))
+
+
+def write_qrels(qrels: dict[str, dict[str, int]], path) -> None:
+    """Write TREC qrels `qid 0 pid relevance`."""
+    _write_whole(path, (f"{q} 0 {p} {rel}\n" for q, judged in qrels.items() for p, rel in judged.items()))
+
+
+def _write_whole(path, lines) -> None:
+    """Write `lines` under a temporary name renamed at the end: a file with the final name is always whole."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
     with partial.open("w", encoding="utf-8") as handle:
-        for qid, scores in run.items():
-            ranked = sorted(scores.items(), key=lambda item: (-item[1], item[0]))
-            for rank, (pid, score) in enumerate(ranked, start=1):
-                handle.write(f"{qid} Q0 {pid} {rank} {score:.6f} {tag}\n")
-    os.replace(partial, path)
-
-
-def write_qrels(qrels: dict[str, dict[str, int]], path) -> None:
-    """Write TREC qrels `qid 0 pid relevance`, under a temporary name renamed at the end."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    lines = [f"{q} 0 {p} {rel}\n" for q, judged in qrels.items() for p, rel in judged.items()]
-    partial.write_text("".join(lines), encoding="utf-8")
+        handle.writelines(lines)
     os.replace(partial, path)
 
 

@@ -106,13 +106,12 @@ def project_config(seq_cls: dict, adapter: dict[str, torch.Tensor], base: str) -
 
 def write_project_checkpoint(folder: Path, config: dict, adapter: dict, score: torch.Tensor) -> None:
     """Adapter and head files of this project's layout (reranker.json is the caller's)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / ADAPTER_CONFIG).write_text(json.dumps(config, indent=2), encoding="utf-8")
-    save_file({k: v.contiguous() for k, v in adapter.items()}, folder / ADAPTER_FILE)
+    write_adapter(folder, config, adapter)
     save_file({"weight": score.reshape(1, -1).float().contiguous()}, folder / HEAD_FILE)
 
 
-def write_seq_cls(folder: Path, config: dict, weights: dict) -> None:
+def write_adapter(folder: Path, config: dict, weights: dict) -> None:
+    """A peft adapter's two files, in either layout."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / ADAPTER_CONFIG).write_text(json.dumps(config, indent=2), encoding="utf-8")
     save_file({k: v.contiguous() for k, v in weights.items()}, folder / ADAPTER_FILE)
