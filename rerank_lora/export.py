@@ -52,6 +52,11 @@ def export(args: list[str]) -> Path:
     (folder,) = checkpoint_folders(cfg.checkpoint, every=False)
     job_cfg, _ = job_config(folder)
     model, data = to_spec(ModelSpec, job_cfg.model, "model"), to_spec(DataSpec, job_cfg.data, "data")
+    if model.num_layers is not None:  # a classifier on the base would run every layer and score from the last
+        raise InputError(
+            f"{folder}: trained with model.num_layers={model.num_layers}; export writes a classifier over the whole "
+            "base model; accepted: checkpoints of jobs without model.num_layers (rerank, ablate and probe read this one)"
+        )
     staging = out.with_name(f".{out.name}.partial-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     base, tokenizer = _base(model, staging, out)

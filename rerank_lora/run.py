@@ -31,6 +31,7 @@ from rerank_lora.model.lora import LoraSpec, add_lora, target_modules
 from rerank_lora.model.reranker import Optim, Reranker
 from rerank_lora.train.callbacks import CheckpointSchedule, FirstStepTimer
 from rerank_lora.train.loggers import finish, make_logger
+from rerank_lora.train.probe_head import HeadInit, ProbeHead
 from rerank_lora.train.schedule import checkpoint_steps
 from rerank_lora.train.trainer import make_trainer
 
@@ -56,6 +57,7 @@ def train_and_evaluate(cfg: DictConfig, job: JobFolder) -> None:
     timer = FirstStepTimer()
     L.seed_everything(cfg.seed, workers=True)
     model, data_spec = to_spec(ModelSpec, cfg.model, "model"), to_spec(DataSpec, cfg.data, "data")
+    head = to_spec(HeadInit, cfg.head, "head")
     collection = load_collection(data_spec)  # bad data fails here, before any model loads
     steps = checkpoint_steps(cfg.trainer.max_steps, **cfg.schedule)
     if job.is_complete(steps, data_spec.eval_splits):
@@ -73,8 +75,10 @@ def train_and_evaluate(cfg: DictConfig, job: JobFolder) -> None:
     evaluator = Evaluator(data, job, cfg.measures, logger or None)
     evaluator.first_stage()
     info = {"model": model.name, "config": "../../.hydra/config.yaml"}
-    schedule = CheckpointSchedule(steps, evaluator, job, info, resumed_step)
-    trainer = make_trainer(cfg.trainer, logger, [schedule, timer], job.path)
+    callbacks = [CheckpointSchedule(steps, evaluator, job, info, resumed_step), timer]
+    if head.init == "probe" and not trainer_state:  # a resumed run restores its head
+        callbacks.append(ProbeHead(data.train_set, head.probe_groups, head.probe_l2, data.pad_id, data_spec.eval_batch_size))
+    trainer = make_trainer(cfg.trainer, logger, callbacks, job.path)
     try:
         # weights_only=False: our own trainer.ckpt holds RNG states (numpy objects) beside the tensors
         trainer.fit(reranker, datamodule=data, ckpt_path=trainer_state, weights_only=False)

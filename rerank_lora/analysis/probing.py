@@ -17,6 +17,7 @@ from rerank_lora.analysis.trained_job import TrainedJob
 from rerank_lora.data.pairs import pad
 from rerank_lora.errors import InputError
 from rerank_lora.evaluation import metrics
+from rerank_lora.model.linear_probe import fit_probe
 
 log = logging.getLogger(__name__)
 FINAL_NORMS = ("norm", "final_layer_norm", "ln_f")
@@ -54,28 +55,6 @@ def layer_states(reranker, batches: list[dict], device) -> torch.Tensor:
             states = torch.cat([norm(states[:-1]), states[-1:]])
         out.append(states.float().cpu())
     return torch.cat(out, dim=1)
-
-
-def fit_probe(x: torch.Tensor, group_size: int, l2: float) -> nn.Module:
-    """A linear scorer on standardised features, fitted with softmax cross-entropy over groups (positive first)."""
-    mean, std = x.mean(dim=0), x.std(dim=0) + 1e-6
-    z = (x - mean) / std
-    w = torch.zeros(x.size(1), requires_grad=True)
-    optimizer = torch.optim.LBFGS([w], lr=1.0, max_iter=200, line_search_fn="strong_wolfe")
-    target = torch.zeros(x.size(0) // group_size, dtype=torch.long)
-
-    def closure():
-        optimizer.zero_grad()
-        loss = nn.functional.cross_entropy((z @ w).view(-1, group_size), target) + l2 * w.pow(2).sum()
-        loss.backward()
-        return loss
-
-    optimizer.step(closure)
-    probe = nn.Linear(x.size(1), 1)
-    with torch.no_grad():
-        probe.weight.copy_((w / std).unsqueeze(0))
-        probe.bias.fill_(-(mean * w / std).sum())
-    return probe
 
 
 class Prober:

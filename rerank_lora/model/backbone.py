@@ -36,6 +36,12 @@ class ModelSpec:
     attn_implementation: str = "sdpa"
     config: dict = field(default_factory=dict)  # architecture sizes (tiny: built from them; all: read by plan)
     init_seed: int = 0  # tiny: the random initialisation
+    num_layers: int | None = None  # run only the first K decoder layers and score from layer K (None: all)
+
+    def __post_init__(self):
+        k = self.num_layers
+        if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
+            raise InputError(f"model.num_layers={k!r}; accepted: an integer >= 1 (the first K decoder layers), or null for all")
 
 
 def load_backbone(model: ModelSpec, gradient_checkpointing: bool = False) -> tuple[torch.nn.Module, object]:
@@ -43,11 +49,22 @@ def load_backbone(model: ModelSpec, gradient_checkpointing: bool = False) -> tup
     if model.source not in loaders:
         raise InputError(f"model.source={model.source!r}; accepted: {', '.join(loaders)}")
     backbone, tokenizer = loaders[model.source](model)
+    if model.num_layers is not None:
+        keep_first_layers(backbone, model.num_layers)
     if gradient_checkpointing:  # recompute activations in backward: less memory, ~30% slower
         backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return backbone, tokenizer
+
+
+def keep_first_layers(backbone, k: int) -> None:
+    """Cut the backbone to its first k decoder layers: the final norm then reads layer k, and so does the head."""
+    total = backbone.config.num_hidden_layers
+    if k > total:
+        raise InputError(f"model.num_layers={k}; accepted: 1..{total} (this model has {total} decoder layers), or null")
+    backbone.layers = backbone.layers[:k]
+    backbone.config.num_hidden_layers = k
 
 
 def _runtime(model: ModelSpec) -> dict:

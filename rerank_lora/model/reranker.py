@@ -47,10 +47,13 @@ class Reranker(L.LightningModule):
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in trained}
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.head(self.pooled(input_ids, attention_mask)).squeeze(-1)
+
+    def pooled(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The last layer's state at each pair's last real token (right-padded: its EOS), in float32."""
         hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
-        last = attention_mask.sum(dim=1) - 1  # right-padded: the EOS of each pair
-        pooled = hidden[torch.arange(hidden.size(0), device=hidden.device), last]
-        return self.head(pooled.float()).squeeze(-1)
+        last = attention_mask.sum(dim=1) - 1
+        return hidden[torch.arange(hidden.size(0), device=hidden.device), last].float()
 
     def training_step(self, batch, batch_idx):
         scores = self(batch["input_ids"], batch["attention_mask"]).view(-1, self.group_size)
