@@ -32,6 +32,7 @@ DEFAULTS = {
     "split": "dev",  # the split ablated (boundary: the split the boundary is chosen on)
     "depth": None,  # rerank each query's first-stage top-k; null: the job's data.eval_depth
     "merge": True,  # fold switched-on LoRA into the weights while scoring (faster; weights restored exactly)
+    "share_prefix": True,  # compute hidden states below a variant's first switched layer once (same scores, faster)
     "logger": "job",  # job (the job's own logger) | wandb | none
     "layers": {"window": None},  # width of the kept windows; null: a sixth of the adapted layers, rounded up
     "boundary": {"queries": None, "measure": "nDCG@10", "report_split": "test"},
@@ -78,7 +79,7 @@ def ablate(args: list[str]) -> list[Path]:
     started = time.perf_counter()
     job = TrainedJob(folder, splits, cfg.depth)
     log.info("loaded %s step %s in %.1f s", job_dir, job.step, time.perf_counter() - started)
-    ablation, written = Ablation(job, cfg.merge), []
+    ablation, written = Ablation(job, cfg.merge, cfg.share_prefix), []
     for name in names:
         started = time.perf_counter()
         rows, queries = run_ablation(ablation, name, cfg)

@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass
 
 from rerank_lora.analysis.lora_switch import LoraSwitch
+from rerank_lora.analysis.prefix_sharing import PrefixSharingScorer
 from rerank_lora.analysis.trained_job import TrainedJob
 from rerank_lora.analysis.variants import Variant, boundary_variants, compact, layer_variants, module_variants
 from rerank_lora.data.datamodule import EvalBatch
@@ -39,8 +40,8 @@ def only_queries(batches: list[EvalBatch], qids: set[str]) -> list[EvalBatch]:
 class Ablation:
     """One loaded job and its LoRA switch; `merge` folds the switched-on LoRA into the weights while scoring."""
 
-    def __init__(self, job: TrainedJob, merge: bool = True):
-        self.job, self.merge = job, merge
+    def __init__(self, job: TrainedJob, merge: bool = True, share_prefix: bool = True):
+        self.job, self.merge, self.share_prefix = job, merge, share_prefix
         self.switch = LoraSwitch(job.reranker.backbone)
         self.measures = job.measures
         self._batches: dict[str, list[EvalBatch]] = {}
@@ -73,10 +74,7 @@ class Ablation:
         batches = self._eval_batches(split, qids)
         qrels = self.job.data.qrels(split)
         rows, queries, values = [], [], []
-        for variant in variants:
-            started = time.perf_counter()
-            run = self.switch.score(self.job.reranker, batches, variant.on, self.merge, desc=f"{variant.name} on {split}")
-            seconds = time.perf_counter() - started
+        for variant, run, seconds in zip(variants, *self._runs(variants, batches, split)):
             by_query, means = per_query(qrels, run, self.measures), metrics.compute(qrels, run, self.measures)
             rows.append(self._row(variant, split, by_query, means, seconds, extra))
             queries += self._query_rows(variant, split, by_query, extra)
@@ -84,6 +82,20 @@ class Ablation:
             log.info("%-22s %s  (%.1f s)", variant.name, " ".join(f"{m}={means[m]:.4f}" for m in self.measures[:2]), seconds)
         self._compare(rows, values, variants)
         return rows, queries
+
+    def _runs(self, variants: list[Variant], batches: list[EvalBatch], split: str) -> tuple[list, list[float]]:
+        """Each variant's run and seconds; with share_prefix, the hidden states below a variant's first switched
+        layer come from a reference pass (analysis/prefix_sharing.py), else every variant runs the whole model."""
+        if self.share_prefix:
+            seconds: list[float] = []
+            scorer = PrefixSharingScorer(self.switch, self.job.reranker, batches, self.merge, desc=f"variants on {split}")
+            return scorer.runs([v.on for v in variants], seconds), seconds
+        runs, seconds = [], []
+        for variant in variants:
+            started = time.perf_counter()
+            runs.append(self.switch.score(self.job.reranker, batches, variant.on, self.merge, desc=f"{variant.name} on {split}"))
+            seconds.append(time.perf_counter() - started)
+        return runs, seconds
 
     def _eval_batches(self, split: str, qids: set[str] | None) -> list[EvalBatch]:
         if split not in self._batches:
