@@ -1,7 +1,9 @@
 """Speed of the default model on this machine: scoring and training pairs/s, with and without
 length-sorted padding, the useful FLOP rate they mean (2 x parameters x real tokens for a forward pass; a
 LoRA step adds a backward pass through the frozen weights, 2 more, and with gradient checkpointing a second
-forward, 2 more), its fraction of a GPU's bf16 peak, and a job's fixed start-up cost.
+forward, 2 more), its fraction of the peak (a GPU's bf16 peak; on a CPU, its measured matmul rate in the job's
+precision), training's pairs/s as a fraction of scoring's, and a job's fixed start-up cost. On a CPU it also
+reports the chip's features and its fp32 and bf16 matmul rates (what trainer.precision=auto decides from).
 
     python -m rerank_lora.bench [job overrides, e.g. model=tiny_llama or trainer=gpu]    (make bench ARGS=...)
 """
@@ -23,20 +25,21 @@ from rerank_lora.data.pairs import pad
 from rerank_lora.data.spec import DataSpec
 from rerank_lora.evaluation.evaluator import score
 from rerank_lora.run import build_reranker
+from rerank_lora.train.precision import cpu_features, matmul_rate, resolve_precision
 
 SCORED_QUERIES = 10  # dev queries x eval_depth pairs
 TRAIN_STEPS = 6
 BF16_PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense, by a substring of the device name
 
 
-def scoring_rate(reranker, data, sort: bool, merge: bool) -> dict:
+def scoring_rate(reranker, data, sort: bool, merge: bool, bf16: bool = False) -> dict:
     data.cfg = dataclasses.replace(data.cfg, sort_by_length=sort)
     batches = data.eval_batches("dev")
     pairs = sum(len(b.qids) for b in batches)
     tokens = sum(int(b.inputs["attention_mask"].sum()) for b in batches)
-    score(reranker, batches[:1], desc="warm-up", merge=merge)
+    score(reranker, batches[:1], desc="warm-up", merge=merge, bf16=bf16)
     start = time.perf_counter()
-    score(reranker, batches, desc=f"sorted={sort} merged={merge}", merge=merge)
+    score(reranker, batches, desc=f"sorted={sort} merged={merge}", merge=merge, bf16=bf16)
     seconds = time.perf_counter() - start
     return {"pairs_per_s": pairs / seconds, "tokens_per_s": tokens / seconds}
 
@@ -53,7 +56,7 @@ def first_step_seconds(overrides: list[str]) -> float:
     return float(re.search(r"first training step (\S+) s after", job.stderr + job.stdout).group(1))
 
 
-def training_rate(reranker, data, pad_to_max: bool, device: torch.device) -> dict:
+def training_rate(reranker, data, pad_to_max: bool, device: torch.device, bf16: bool = False) -> dict:
     optimizer = torch.optim.AdamW([p for p in reranker.parameters() if p.requires_grad], lr=1e-4)
     reranker.train()
     per_step = data.cfg.queries_per_batch
@@ -66,7 +69,7 @@ def training_rate(reranker, data, pad_to_max: bool, device: torch.device) -> dic
         if index == 1:
             _synchronize(device)
             start = time.perf_counter()
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda" or bf16):
             loss = _loss(reranker, batch)
         loss.backward()
         optimizer.step()
@@ -75,6 +78,13 @@ def training_rate(reranker, data, pad_to_max: bool, device: torch.device) -> dic
     seconds = time.perf_counter() - start
     tokens = sum(int(b["attention_mask"].sum()) for b in batches[1:])
     return {"pairs_per_s": TRAIN_STEPS * per_step * data.cfg.group_size / seconds, "tokens_per_s": tokens / seconds}
+
+
+def cpu_report() -> dict:
+    """The chip, its SIMD / matrix features, and its fp32 and bf16 matmul rates on torch's threads."""
+    rates = {f"matmul_{name}_tflops": matmul_rate(dtype, seconds=2.0) / 1e12 for name, dtype in
+             (("fp32", torch.float32), ("bf16", torch.bfloat16))}
+    return {**cpu_features(), **rates}
 
 
 def _synchronize(device: torch.device) -> None:
@@ -105,30 +115,38 @@ def bench(overrides: list[str]) -> dict:
     data = RerankDataModule(load_collection(data_spec), tokenizer, data_spec, cfg.seed)
     data.first_stage = {"dev": dict(list(data.first_stage["dev"].items())[:SCORED_QUERIES])}
     name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
+    precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
+    bf16 = precision.startswith("bf16")
     scoring = {
-        "sorted+merged": scoring_rate(reranker, data, sort=True, merge=True),
-        "sorted": scoring_rate(reranker, data, sort=True, merge=False),
-        "fixed_max_length": scoring_rate(reranker, data, sort=False, merge=False),
+        "sorted+merged": scoring_rate(reranker, data, sort=True, merge=True, bf16=bf16),
+        "sorted": scoring_rate(reranker, data, sort=True, merge=False, bf16=bf16),
+        "fixed_max_length": scoring_rate(reranker, data, sort=False, merge=False, bf16=bf16),
     }
     training = {
-        "padded_to_longest": training_rate(reranker, data, pad_to_max=False, device=device),
-        "padded_to_max_length": training_rate(reranker, data, pad_to_max=True, device=device),
+        "padded_to_longest": training_rate(reranker, data, pad_to_max=False, device=device, bf16=bf16),
+        "padded_to_max_length": training_rate(reranker, data, pad_to_max=True, device=device, bf16=bf16),
     }
     parameters = sum(p.numel() for n, p in reranker.backbone.named_parameters() if "embed" not in n)
     step_passes = 3 if cfg.trainer.get("gradient_checkpointing") else 2
     achieved = {f"scoring {k}": useful_tflops(r, parameters, 1) for k, r in scoring.items()}
     achieved |= {f"training {k}": useful_tflops(r, parameters, step_passes) for k, r in training.items()}
+    cpu = cpu_report() if device.type == "cpu" else None
     peak = next((tflops for gpu, tflops in BF16_PEAK_TFLOPS.items() if gpu in name), None)
+    if cpu:
+        peak = cpu["matmul_bf16_tflops" if bf16 else "matmul_fp32_tflops"]
     report = {
         "model": cfg.model.name,
         "device": name,
+        **({"cpu": cpu} if cpu else {}),
+        "precision": precision,
         "threads": torch.get_num_threads(),
         "non_embedding_parameters": parameters,
         "model_load_s": round(load_seconds, 2),
         "scoring": scoring,
         "training": training,
         "useful_tflops": achieved,
-        "fraction_of_bf16_peak": {k: v / peak for k, v in achieved.items()} if peak else "no known peak for this device",
+        "fraction_of_peak": {k: v / peak for k, v in achieved.items()} if peak else "no known peak for this device",
+        "training_to_scoring_pairs": training["padded_to_longest"]["pairs_per_s"] / scoring["sorted"]["pairs_per_s"],
         "job_start_to_first_training_step_s": first_step_seconds(overrides),
     }
     return report

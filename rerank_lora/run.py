@@ -31,6 +31,7 @@ from rerank_lora.model.lora import LoraSpec, add_lora, target_modules
 from rerank_lora.model.reranker import Optim, Reranker
 from rerank_lora.train.callbacks import CheckpointSchedule, FirstStepTimer
 from rerank_lora.train.loggers import finish, make_logger
+from rerank_lora.train.precision import resolve_precision
 from rerank_lora.train.probe_head import HeadInit, ProbeHead
 from rerank_lora.train.schedule import checkpoint_steps
 from rerank_lora.train.trainer import make_trainer
@@ -72,13 +73,14 @@ def train_and_evaluate(cfg: DictConfig, job: JobFolder) -> None:
     reranker, tokenizer = build_reranker(cfg)
     data = RerankDataModule(collection, tokenizer, data_spec, cfg.seed)
     logger = make_logger(cfg, job.path)
-    evaluator = Evaluator(data, job, cfg.measures, logger or None)
+    precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
+    evaluator = Evaluator(data, job, cfg.measures, logger or None, bf16=precision.startswith("bf16"))
     evaluator.first_stage()
     info = {"model": model.name, "config": "../../.hydra/config.yaml"}
     callbacks = [CheckpointSchedule(steps, evaluator, job, info, resumed_step), timer]
     if head.init == "probe" and not trainer_state:  # a resumed run restores its head
         callbacks.append(ProbeHead(data.train_set, head.probe_groups, head.probe_l2, data.pad_id, data_spec.eval_batch_size))
-    trainer = make_trainer(cfg.trainer, logger, callbacks, job.path)
+    trainer = make_trainer(cfg.trainer, logger, callbacks, job.path, precision)
     try:
         # weights_only=False: our own trainer.ckpt holds RNG states (numpy objects) beside the tensors
         trainer.fit(reranker, datamodule=data, ckpt_path=trainer_state, weights_only=False)

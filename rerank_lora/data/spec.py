@@ -33,6 +33,7 @@ class DataSpec:
     queries_per_batch: int = 2
     negatives: list = field(default_factory=lambda: ["triples", "random"])
     candidate_negatives_depth: int = 100
+    bm25_negatives_depth: int = 10  # negatives=bm25: each query's top-k of BM25 over the training passages
     max_length: int = 160
     template: str = "rerank_lora"  # how a pair becomes tokens: rerank_lora | rankllama (data/pairs.py)
     # evaluation
@@ -47,6 +48,7 @@ class DataSpec:
             ("queries_per_batch", 1, ""),
             ("max_length", 2, "tokens per pair; the template needs more, checked with the tokenizer"),
             ("eval_depth", 1, "rerank each query's top-k"),
+            ("bm25_negatives_depth", 1, "each training query's top-k of BM25 over the training passages"),
             ("eval_batch_size", 1, ""),
         ]:
             check_int(f"data.{key}", getattr(self, key), least, why)

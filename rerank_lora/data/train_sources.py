@@ -6,12 +6,13 @@ passages as (pid, text), and a pool to draw random negatives from. Two sources s
 
 from typing import NamedTuple
 
+from rerank_lora.data.bm25 import BM25
 from rerank_lora.data.collection_type import Collection
 from rerank_lora.data.spec import DataSpec
 from rerank_lora.data.trec_files import top_k
 from rerank_lora.errors import InputError
 
-NEGATIVE_SOURCES = ("triples", "candidates", "random")
+NEGATIVE_SOURCES = ("triples", "candidates", "bm25", "random")
 
 
 class Example(NamedTuple):
@@ -83,5 +84,10 @@ def _train_pairs(c: Collection, spec: DataSpec) -> tuple[dict[str, list[str]], d
             negatives.setdefault(qid, []).extend(p for p in ranked if c.qrels.get(qid, {}).get(p, 0) <= 0)
     positives = {q: sorted(set(p) & c.corpus.keys()) for q, p in positives.items()}
     positives = {q: p for q, p in positives.items() if p}
+    if "bm25" in spec.negatives:  # the training pool's passages that share the query's words
+        pool = {p for pids in positives.values() for p in pids} | _flat(negatives)
+        index = BM25({pid: c.corpus[pid] for pid in sorted(pool & c.corpus.keys())})
+        for qid in positives:
+            negatives.setdefault(qid, []).extend(index.top(c.queries[qid], spec.bm25_negatives_depth))
     negatives = {q: sorted(set(n) - set(positives.get(q, []))) for q, n in negatives.items()}
     return positives, negatives

@@ -18,8 +18,8 @@ log = logging.getLogger(__name__)
 
 
 class Evaluator:
-    def __init__(self, datamodule, job: JobFolder, measures, logger=None):
-        self.data, self.job, self.measures, self.logger = datamodule, job, list(measures), logger
+    def __init__(self, datamodule, job: JobFolder, measures, logger=None, bf16: bool = False):
+        self.data, self.job, self.measures, self.logger, self.bf16 = datamodule, job, list(measures), logger, bf16
         self.writes = writes_job_folder()  # the other ranks of a data-parallel job neither score nor write
         self.batches = {split: datamodule.eval_batches(split) for split in datamodule.first_stage} if self.writes else {}
         self.baseline: dict[str, dict[str, float]] = {}
@@ -39,7 +39,7 @@ class Evaluator:
         for split, batches in self.batches.items():
             # merge=False: merging and unmerging leaves rounding drift in the base weights, and a resumed
             # run (fresh base weights) must continue exactly as an uninterrupted one would
-            run = score(reranker, batches, desc=f"scoring {split} @ step {step}", merge=False)
+            run = score(reranker, batches, desc=f"scoring {split} @ step {step}", merge=False, bf16=self.bf16)
             if not all(math.isfinite(value) for scores in run.values() for value in scores.values()):
                 raise TrainingDiverged(f"the model's scores on {split} are not finite at step {step}")
             write_run(run, self.job.run_file(split, step), f"step{step}")
@@ -59,9 +59,10 @@ class Evaluator:
 
 
 @torch.inference_mode()
-def score(reranker, batches, desc: str = "scoring", merge: bool = True) -> dict[str, dict[str, float]]:
+def score(reranker, batches, desc: str = "scoring", merge: bool = True, bf16: bool = False) -> dict[str, dict[str, float]]:
     """Scores of every pair in `batches`, as a run {qid: {pid: score}}; the model is left as it was.
-    With `merge`, the LoRA update is folded into the base weights while scoring (about a third faster)."""
+    With `merge`, the LoRA update is folded into the base weights while scoring (about a third faster). On a GPU,
+    and on a CPU with `bf16` (trainer.precision bf16 there), the matmuls run in bf16 autocast."""
     was_training = reranker.training
     reranker.eval()
     merge = merge and isinstance(reranker.backbone, PeftModel)
@@ -69,11 +70,11 @@ def score(reranker, batches, desc: str = "scoring", merge: bool = True) -> dict[
         reranker.backbone.merge_adapter()
     device = next(reranker.parameters()).device
     run: dict[str, dict[str, float]] = {}
-    bf16 = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")  # as training does
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda" or bf16)  # as training does
     try:
         for batch in tqdm(batches, desc=desc, unit="batch", leave=False):
             inputs = {k: v.to(device) for k, v in batch.inputs.items()}
-            with bf16:
+            with autocast:
                 scores = reranker(**inputs).tolist()
             for qid, pid, value in zip(batch.qids, batch.pids, scores):
                 run.setdefault(qid, {})[pid] = value

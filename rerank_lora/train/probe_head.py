@@ -42,9 +42,11 @@ class ProbeHead(L.Callback):
     def on_fit_start(self, trainer, reranker) -> None:
         started = time.perf_counter()
         pairs = [pair for k in range(self.count) for pair in self.groups.group(k)]
-        size = self.batch_size
-        states = pooled_states(reranker, [pad(pairs[i : i + size], self.pad_id) for i in range(0, len(pairs), size)])
-        weight = fit_probe(states.cpu(), self.groups.group_size, self.l2).weight.detach()
+        order, size = sorted(range(len(pairs)), key=lambda i: len(pairs[i])), self.batch_size  # less padding
+        batches = [pad([pairs[i] for i in order[j : j + size]], self.pad_id) for j in range(0, len(order), size)]
+        states = torch.empty(len(pairs), reranker.head.in_features)
+        states[order] = pooled_states(reranker, batches).cpu()
+        weight = fit_probe(states, self.groups.group_size, self.l2).weight.detach()
         weight = trainer.strategy.broadcast(weight.to(reranker.device), 0)  # every DDP rank starts from rank 0's
         with torch.no_grad():
             reranker.head.weight.copy_(weight)

@@ -9,8 +9,11 @@ from omegaconf import DictConfig, OmegaConf
 OWN_KEYS = ("gradient_checkpointing",)  # how the backbone runs: passed to load_backbone
 
 
-def make_trainer(trainer_cfg: DictConfig, logger, callbacks: list, out_dir: Path) -> L.Trainer:
+def make_trainer(trainer_cfg: DictConfig, logger, callbacks: list, out_dir: Path, precision: str | None = None) -> L.Trainer:
+    """`precision`: trainer.precision resolved (train/precision.py: `auto` is not a Lightning value)."""
     arguments = {k: v for k, v in OmegaConf.to_container(trainer_cfg, resolve=True).items() if k not in OWN_KEYS}
+    if precision is not None:
+        arguments["precision"] = precision
     arguments.pop("_target_", None)
     # A resumed run's first epoch ends early (Lightning counts the restored batches); reloading then
     # restarts the training stream at the current step.
