@@ -64,6 +64,23 @@ def test_the_printed_table_carries_paired_p_values_against_step_0_and_the_first_
     assert line.split()[4] == f"{paired_t(step0, first)[1]:.3f}"  # step 0: only its p against the first stage
 
 
+def test_the_pooled_rows_average_and_test_over_every_splits_queries(tiny_job):
+    from rerank_lora.data.trec_files import read_qrels
+    from rerank_lora.evaluation.significance import paired_t, per_query
+
+    job, printed = tiny_job
+    values = {}
+    for step in (4, 0):
+        for split in ("dev", "test"):
+            qrels = read_qrels(job / "runs" / f"{split}.qrels")
+            found = per_query(qrels, read_run(job / "runs" / f"{split}-step{step}.trec"), ["nDCG@10"])["nDCG@10"]
+            values.setdefault(step, {}).update({f"{split}:{q}": v for q, v in found.items()})
+    assert len(values[4]) == 43 + 54
+    (line,) = [row for row in printed.splitlines() if row.split()[:3] == ["dev+test", "model", "4"]]
+    assert line.split()[3] == f"{sum(values[4].values()) / 97:.4f}"
+    assert line.split()[4] == f"{paired_t(values[4], values[0])[1]:.3f}"
+
+
 def test_wandb_offline_run_with_config_and_metrics(tiny_job):
     job, _ = tiny_job
     (run_dir,) = list((job / "wandb").glob("offline-run-*"))  # one run per job, offline

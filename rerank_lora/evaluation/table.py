@@ -1,6 +1,8 @@
 """A job's metrics as the table printed at the end of a job, with the verdict beside each checkpoint: the
 two-sided paired t-test's p-value over the split's queries against the untrained model (step 0) and against
-the first stage, from the job's run files and qrels (uncorrected: one test per cell of the table)."""
+the first stage, from the job's run files and qrels (uncorrected: one test per cell of the table). With more
+than one split, rows `dev+test` pool their queries (the mean over all of them, and the test over all of them):
+43 or 54 queries alone leave small differences as noise."""
 
 from pathlib import Path
 
@@ -13,16 +15,37 @@ SHOWN = ("nDCG@10", "RR(rel=2)@10")
 
 def table(job: JobFolder, shown=SHOWN) -> str:
     head = " ".join(f"{m:>13} {'p(step0)':>8} {'p(first)':>8}" for m in shown)
-    lines = [f"{'split':<6} {'ranker':<12} {'step':>6} {head}"]
+    lines = [f"{'split':<8} {'ranker':<12} {'step':>6} {head}"]
     rows = sorted(job.metrics(), key=lambda r: (r["split"], r["step"] is not None, r["step"] or 0))
     splits = {r["split"] for r in rows}
     values = {split: _per_query(job, split, {r["step"] for r in rows if r["split"] == split}, shown) for split in splits}
+    if len(splits) > 1:
+        rows += _pooled_rows(rows, values, shown)
+        values["+".join(sorted(splits))] = _pooled(values)
     for row in rows:
         step = "-" if row["step"] is None else str(row["step"])
         found = values[row["split"]]
         cells = [f"{row[m]:>13.4f} {_p(found, row, 0, m):>8} {_p(found, row, None, m):>8}" for m in shown]
-        lines.append(f"{row['split']:<6} {row['ranker']:<12} {step:>6} " + " ".join(cells))
+        lines.append(f"{row['split']:<8} {row['ranker']:<12} {step:>6} " + " ".join(cells))
     return "\n".join(lines)
+
+
+def _pooled(values: dict) -> dict:
+    """{step: {measure: {split:qid: value}}} over every split, for the steps every split has."""
+    steps = set.intersection(*(set(found) for found in values.values()))
+    return {
+        step: {m: {f"{split}:{q}": v for split, found in values.items() for q, v in found[step][m].items()}
+               for m in next(iter(values.values()))[step]}
+        for step in steps
+    }
+
+
+def _pooled_rows(rows: list[dict], values: dict, shown) -> list[dict]:
+    """One row per (ranker, step) that every split has: each measure's mean over all their queries."""
+    pooled, name = _pooled(values), "+".join(sorted(values))
+    seen = dict.fromkeys((r["ranker"], r["step"]) for r in rows if r["step"] in pooled)
+    return [{"split": name, "ranker": ranker, "step": step,
+             **{m: sum(pooled[step][m].values()) / len(pooled[step][m]) for m in shown}} for ranker, step in seen]
 
 
 def _per_query(job: JobFolder, split: str, steps: set, shown) -> dict:
