@@ -21,7 +21,7 @@ from omegaconf.errors import MissingMandatoryValue
 from rerank_lora.configs import CONF_DIR, to_spec
 from rerank_lora.data.collection import load_collection
 from rerank_lora.data.datamodule import RerankDataModule
-from rerank_lora.data.spec import DataSpec
+from rerank_lora.data.spec import DataSpec, check_int
 from rerank_lora.errors import InputError, TrainingDiverged
 from rerank_lora.evaluation.evaluator import Evaluator
 from rerank_lora.evaluation.table import print_results
@@ -94,7 +94,10 @@ def build_reranker(cfg: DictConfig) -> tuple[Reranker, object]:
     projections = target_modules(cfg.targets.modules, model.modules)  # bad values fail before the model loads
     backbone, tokenizer = load_backbone(model, cfg.trainer.get("gradient_checkpointing", False))
     backbone = add_lora(backbone, lora, projections)
-    return Reranker(backbone, cfg.data.group_size, to_spec(Optim, cfg.optim, "optim")), tokenizer
+    optim, chunks = to_spec(Optim, cfg.optim, "optim"), cfg.trainer.get("length_chunks")
+    if chunks is not None:
+        check_int("trainer.length_chunks", chunks, 1, "pairs scored at a time in training; null: the whole batch")
+    return Reranker(backbone, cfg.data.group_size, optim, chunks), tokenizer
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base=None)

@@ -42,13 +42,13 @@ def test_the_mini_grid_plans_what_its_jobs_do(capsys, tmp_path):
     cfg = compose_job(cells[0]["overrides"], "mini", SWEEPS_DIR)
     checkpoints = checkpoint_steps(cfg.trainer.max_steps, **cfg.schedule)
     for cell in cells:
-        assert cell["steps"] == cfg.trainer.max_steps == 20
+        assert cell["steps"] == cfg.trainer.max_steps == 80
         assert cell["training_pairs"] == 20 * cfg.data.queries_per_batch * cfg.data.group_size
-        assert cell["checkpoints"] == checkpoints == [0, 10, 20]
+        assert cell["checkpoints"] == checkpoints == [0, 40, 80]
         assert cell["evaluations"] == len(checkpoints) * len(cfg.data.eval_splits) == 3
         assert cell["pairs_scored"] == 3 * dl19_pairs(cfg.data.eval_depth) == 3 * 430
         assert cell["memory_gb"]["fits"]
-    assert report["totals"]["training_pairs"] == 4 * 160
+    assert report["totals"]["training_pairs"] == 4 * 80 * 8
 
 
 def test_an_inline_grid_and_a_command_line_axis_replacing_the_sweeps():

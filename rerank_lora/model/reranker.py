@@ -30,7 +30,7 @@ class Reranker(L.LightningModule):
     """Scores `query: {q} document: {d}</s>` pairs; trained with softmax cross-entropy over groups
     of one positive (first) and group_size - 1 negatives."""
 
-    def __init__(self, backbone: nn.Module, group_size: int, optim: Optim | None = None):
+    def __init__(self, backbone: nn.Module, group_size: int, optim: Optim | None = None, length_chunks: int | None = None):
         super().__init__()
         self.backbone = backbone
         # No bias: a softmax over a group is blind to a shift of all its scores, so a bias would learn nothing but
@@ -39,6 +39,7 @@ class Reranker(L.LightningModule):
         nn.init.normal_(self.head.weight, std=backbone.config.hidden_size**-0.5)
         self.group_size = group_size
         self.optim = optim or Optim()
+        self.length_chunks = length_chunks  # training: score a batch in this many pairs at a time, by length
         self.strict_loading = False  # resume checkpoints hold only the trained weights
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
@@ -55,8 +56,18 @@ class Reranker(L.LightningModule):
         last = attention_mask.sum(dim=1) - 1
         return hidden[torch.arange(hidden.size(0), device=hidden.device), last].float()
 
+    def by_length(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, size: int) -> torch.Tensor:
+        """The scores of a right-padded batch, computed `size` pairs at a time in order of length, each chunk cut
+        to its own longest pair: a training batch mixes short and long passages, and padding is computed too."""
+        lengths = attention_mask.sum(dim=1)
+        order = lengths.argsort()
+        parts = [self(input_ids[c, : lengths[c].max()], attention_mask[c, : lengths[c].max()]) for c in order.split(size)]
+        return torch.cat(parts)[order.argsort()]
+
     def training_step(self, batch, batch_idx):
-        scores = self(batch["input_ids"], batch["attention_mask"]).view(-1, self.group_size)
+        ids, mask = batch["input_ids"], batch["attention_mask"]
+        scores = self(ids, mask) if self.length_chunks is None else self.by_length(ids, mask, self.length_chunks)
+        scores = scores.view(-1, self.group_size)
         target = torch.zeros(scores.size(0), dtype=torch.long, device=scores.device)
         loss = nn.functional.cross_entropy(scores, target)
         if not torch.isfinite(loss):

@@ -6,7 +6,7 @@ from pathlib import Path
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
-OWN_KEYS = ("gradient_checkpointing",)  # how the backbone runs: passed to load_backbone
+OWN_KEYS = ("gradient_checkpointing", "length_chunks")  # how the model runs: passed to load_backbone and the Reranker
 
 
 def make_trainer(trainer_cfg: DictConfig, logger, callbacks: list, out_dir: Path, precision: str | None = None) -> L.Trainer:
