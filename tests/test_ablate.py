@@ -10,6 +10,7 @@ import torch
 from conftest import ONE_THREAD, metrics_rows, run_module
 from rerank_lora import ablate
 from rerank_lora.analysis.lora_switch import LoraSwitch
+from rerank_lora.analysis.prefix_sharing import PrefixSharingScorer
 from rerank_lora.analysis.trained_job import TrainedJob
 from rerank_lora.analysis.variants import compact
 from rerank_lora.data.trec_files import read_run
@@ -147,8 +148,8 @@ def test_a_failed_ablation_leaves_no_finished_looking_table(job_dir, monkeypatch
             raise RuntimeError("interrupted")
         return original(self, *args, **kwargs)
 
-    original = LoraSwitch.score
-    monkeypatch.setattr(LoraSwitch, "score", failing)
+    original = PrefixSharingScorer._forward  # the ablation's scoring (share_prefix=true)
+    monkeypatch.setattr(PrefixSharingScorer, "_forward", failing)
     with pytest.raises(RuntimeError):
         ablate.ablate([f"checkpoint={folder}", "ablation=layers"])
     assert not [p.name for p in folder.iterdir() if "ablation" in p.name]

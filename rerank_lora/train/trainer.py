@@ -6,14 +6,16 @@ from pathlib import Path
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
+from rerank_lora.train.precision import resolve_precision
+
 OWN_KEYS = ("gradient_checkpointing", "length_chunks")  # how the model runs: passed to load_backbone and the Reranker
 
 
 def make_trainer(trainer_cfg: DictConfig, logger, callbacks: list, out_dir: Path, precision: str | None = None) -> L.Trainer:
-    """`precision`: trainer.precision resolved (train/precision.py: `auto` is not a Lightning value)."""
+    """`precision`: trainer.precision resolved (train/precision.py: `auto` is not a Lightning value); None: resolved here."""
     arguments = {k: v for k, v in OmegaConf.to_container(trainer_cfg, resolve=True).items() if k not in OWN_KEYS}
-    if precision is not None:
-        arguments["precision"] = precision
+    declared = arguments.get("precision", "32-true")
+    arguments["precision"] = precision or resolve_precision(declared, arguments.get("accelerator", "cpu"))
     arguments.pop("_target_", None)
     # A resumed run's first epoch ends early (Lightning counts the restored batches); reloading then
     # restarts the training stream at the current step.
