@@ -98,7 +98,7 @@ def useful_tflops(rate: dict, parameters: int, passes: int) -> float:
 
 
 def _loss(reranker, batch):
-    scores = reranker(batch["input_ids"], batch["attention_mask"]).view(-1, reranker.group_size)
+    scores = reranker.training_scores(batch["input_ids"], batch["attention_mask"]).view(-1, reranker.group_size)
     target = torch.zeros(scores.size(0), dtype=torch.long, device=scores.device)
     return torch.nn.functional.cross_entropy(scores, target)
 

@@ -64,10 +64,14 @@ class Reranker(L.LightningModule):
         parts = [self(input_ids[c, : lengths[c].max()], attention_mask[c, : lengths[c].max()]) for c in order.split(size)]
         return torch.cat(parts)[order.argsort()]
 
+    def training_scores(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The scores of a training batch, by length in chunks of `length_chunks` pairs when set."""
+        if self.length_chunks is None:
+            return self(input_ids, attention_mask)
+        return self.by_length(input_ids, attention_mask, self.length_chunks)
+
     def training_step(self, batch, batch_idx):
-        ids, mask = batch["input_ids"], batch["attention_mask"]
-        scores = self(ids, mask) if self.length_chunks is None else self.by_length(ids, mask, self.length_chunks)
-        scores = scores.view(-1, self.group_size)
+        scores = self.training_scores(batch["input_ids"], batch["attention_mask"]).view(-1, self.group_size)
         target = torch.zeros(scores.size(0), dtype=torch.long, device=scores.device)
         loss = nn.functional.cross_entropy(scores, target)
         if not torch.isfinite(loss):
