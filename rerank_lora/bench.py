@@ -24,8 +24,9 @@ from rerank_lora.data.datamodule import RerankDataModule
 from rerank_lora.data.pairs import pad
 from rerank_lora.data.spec import DataSpec
 from rerank_lora.evaluation.evaluator import score
+from rerank_lora.planning.calibrate import matmul_rate
 from rerank_lora.run import build_reranker
-from rerank_lora.train.precision import cpu_features, matmul_rate, resolve_precision
+from rerank_lora.train.precision import cpu_features, resolve_precision
 
 SCORED_QUERIES = 10  # dev queries x eval_depth pairs
 TRAIN_STEPS = 6
@@ -82,7 +83,7 @@ def training_rate(reranker, data, pad_to_max: bool, device: torch.device, bf16: 
 
 def cpu_report() -> dict:
     """The chip, its SIMD / matrix features, and its fp32 and bf16 matmul rates on torch's threads."""
-    rates = {f"matmul_{name}_tflops": matmul_rate(dtype, seconds=2.0) / 1e12 for name, dtype in
+    rates = {f"matmul_{name}_tflops": matmul_rate(seconds=2.0, bursts=8, dtype=dtype) / 1e12 for name, dtype in
              (("fp32", torch.float32), ("bf16", torch.bfloat16))}
     return {**cpu_features(), **rates}
 

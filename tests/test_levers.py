@@ -84,7 +84,7 @@ def test_bm25_negatives_are_training_passages_never_the_querys_positives():
 def test_auto_precision_follows_the_cpus_bf16_instructions_and_speed(monkeypatch, flags, bf16_rate, expected):
     features = {"model_name": "x", **{f: f in flags for f in precision.FEATURE_FLAGS}}
     monkeypatch.setattr(precision, "cpu_features", lambda: features)
-    monkeypatch.setattr(precision, "matmul_rate", lambda dtype, seconds=0.5: 1e11 if dtype == torch.float32 else bf16_rate)
+    monkeypatch.setattr(precision, "matmul_rate", lambda seconds, bursts, dtype: 1e11 if dtype == torch.float32 else bf16_rate)
     assert precision.resolve_precision("auto", "cpu") == expected
     assert precision.resolve_precision("auto", "gpu") == "bf16-mixed"
     assert precision.resolve_precision("32-true", "cpu") == "32-true"

@@ -20,8 +20,9 @@ def table(job: JobFolder, shown=SHOWN) -> str:
     splits = {r["split"] for r in rows}
     values = {split: _per_query(job, split, {r["step"] for r in rows if r["split"] == split}, shown) for split in splits}
     if len(splits) > 1:
-        rows += _pooled_rows(rows, values, shown)
-        values["+".join(sorted(splits))] = _pooled(values)
+        name, pooled = "+".join(sorted(splits)), _pooled(values)
+        rows += _pooled_rows(rows, pooled, name, shown)
+        values[name] = pooled
     for row in rows:
         step = "-" if row["step"] is None else str(row["step"])
         found = values[row["split"]]
@@ -40,9 +41,9 @@ def _pooled(values: dict) -> dict:
     }
 
 
-def _pooled_rows(rows: list[dict], values: dict, shown) -> list[dict]:
-    """One row per (ranker, step) that every split has: each measure's mean over all their queries."""
-    pooled, name = _pooled(values), "+".join(sorted(values))
+def _pooled_rows(rows: list[dict], pooled: dict, name: str, shown) -> list[dict]:
+    """One row per (ranker, step) that every split has (`pooled`: `_pooled`'s values): each measure's mean over
+    all their queries."""
     seen = dict.fromkeys((r["ranker"], r["step"]) for r in rows if r["step"] in pooled)
     return [{"split": name, "ranker": ranker, "step": step,
              **{m: sum(pooled[step][m].values()) / len(pooled[step][m]) for m in shown}} for ranker, step in seen]

@@ -39,10 +39,10 @@ def best_seconds(work, repeats: int) -> float:
     return min(times)
 
 
-def matmul_rate(seconds: float = 4.0, bursts: int = 16) -> float:
-    """FLOP/s of fp32 matmuls on this CPU with torch's current threads: the median of short bursts (a quiet
+def matmul_rate(seconds: float = 4.0, bursts: int = 16, dtype: torch.dtype = torch.float32) -> float:
+    """FLOP/s of `dtype` matmuls on this CPU with torch's current threads: the median of short bursts (a quiet
     machine's bursts still vary by +-10%, with the host's clock)."""
-    a, b = torch.randn(MATMUL_SIZE, MATMUL_SIZE), torch.randn(MATMUL_SIZE, MATMUL_SIZE)
+    a, b = (torch.randn(MATMUL_SIZE, MATMUL_SIZE, dtype=dtype) for _ in range(2))
     torch.matmul(a, b)
     rates = []
     for _ in range(bursts):

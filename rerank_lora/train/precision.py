@@ -4,15 +4,15 @@ without them (e.g. AVX2-only AMD EPYC) bf16 is emulated and 5-8x slower. So `aut
 bf16 instructions exist, times one second of fp32 and bf16 matmuls and picks bf16-mixed if it is clearly faster."""
 
 import logging
-import time
 
 import torch
+
+from rerank_lora.planning.calibrate import matmul_rate
 
 log = logging.getLogger(__name__)
 BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 FEATURE_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16")
 CLEARLY_FASTER = 1.5
-MATMUL_SIZE = 1024
 
 
 def cpu_features() -> dict:
@@ -31,17 +31,6 @@ def cpu_features() -> dict:
     return {"model_name": name, **{flag: flag in flags for flag in FEATURE_FLAGS}}
 
 
-def matmul_rate(dtype: torch.dtype = torch.float32, seconds: float = 0.5) -> float:
-    """FLOP/s of square matmuls in `dtype` on this CPU with torch's current threads, over about `seconds`."""
-    a, b = torch.randn(MATMUL_SIZE, MATMUL_SIZE, dtype=dtype), torch.randn(MATMUL_SIZE, MATMUL_SIZE, dtype=dtype)
-    torch.matmul(a, b)
-    count, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        torch.matmul(a, b)
-        count += 1
-    return 2 * MATMUL_SIZE**3 * count / (time.perf_counter() - start)
-
-
 def resolve_precision(precision: str, accelerator: str) -> str:
     """`precision` as a Lightning precision: `auto` becomes bf16-mixed or 32-true, anything else is kept."""
     if str(precision) != "auto":
@@ -52,7 +41,7 @@ def resolve_precision(precision: str, accelerator: str) -> str:
     if not any(features[flag] for flag in BF16_FLAGS):
         log.info("precision auto: 32-true (%s has no bf16 instructions)", features["model_name"])
         return "32-true"
-    fp32, bf16 = matmul_rate(torch.float32), matmul_rate(torch.bfloat16)
+    fp32, bf16 = (matmul_rate(seconds=0.5, bursts=4, dtype=dtype) for dtype in (torch.float32, torch.bfloat16))
     chosen = "bf16-mixed" if bf16 >= CLEARLY_FASTER * fp32 else "32-true"
     log.info("precision auto: %s (matmul fp32 %.0f, bf16 %.0f GFLOP/s)", chosen, fp32 / 1e9, bf16 / 1e9)
     return chosen
