@@ -24,6 +24,7 @@ from rerank_lora.data.datamodule import RerankDataModule
 from rerank_lora.data.spec import DataSpec, check_int
 from rerank_lora.errors import InputError, TrainingDiverged
 from rerank_lora.evaluation.evaluator import Evaluator
+from rerank_lora.evaluation.selection import check_select_by, missing_held_out, score_held_out
 from rerank_lora.evaluation.table import print_results
 from rerank_lora.job_folder import COMPLETED, FAILED, TRAINER_STATE, JobFolder, JobFolderBusy, writes_job_folder
 from rerank_lora.model.backbone import ModelSpec, load_backbone
@@ -59,9 +60,10 @@ def train_and_evaluate(cfg: DictConfig, job: JobFolder) -> None:
     L.seed_everything(cfg.seed, workers=True)
     model, data_spec = to_spec(ModelSpec, cfg.model, "model"), to_spec(DataSpec, cfg.data, "data")
     head = to_spec(HeadInit, cfg.head, "head")
+    check_select_by(cfg.select_by, cfg.measures, data_spec.held_out_splits)
     collection = load_collection(data_spec)  # bad data fails here, before any model loads
     steps = checkpoint_steps(cfg.trainer.max_steps, **cfg.schedule)
-    if job.is_complete(steps, data_spec.eval_splits):
+    if is_finished(job, steps, data_spec, cfg.select_by):
         log.info("every checkpoint of %s is evaluated already: skipping", job.path)
         return
     trainer_state, resumed_step = job.last_trainer_state()
@@ -74,7 +76,8 @@ def train_and_evaluate(cfg: DictConfig, job: JobFolder) -> None:
     data = RerankDataModule(collection, tokenizer, data_spec, cfg.seed)
     logger = make_logger(cfg, job.path)
     precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
-    evaluator = Evaluator(data, job, cfg.measures, logger or None, bf16=precision.startswith("bf16"))
+    held_out = data_spec.held_out_splits
+    evaluator = Evaluator(data, job, cfg.measures, logger or None, bf16=precision.startswith("bf16"), held_out=held_out)
     evaluator.first_stage()
     info = {"model": model.name, "config": "../../.hydra/config.yaml"}
     callbacks = [CheckpointSchedule(steps, evaluator, job, info, resumed_step), timer]
@@ -84,8 +87,18 @@ def train_and_evaluate(cfg: DictConfig, job: JobFolder) -> None:
     try:
         # weights_only=False: our own trainer.ckpt holds RNG states (numpy objects) beside the tensors
         trainer.fit(reranker, datamodule=data, ckpt_path=trainer_state, weights_only=False)
+        if held_out and writes_job_folder():
+            score_held_out(reranker, evaluator, job, held_out, data_spec.eval_splits[0], cfg.select_by)
     finally:
         finish(logger)
+
+
+def is_finished(job: JobFolder, steps: list[int], data_spec: DataSpec, select_by: str) -> bool:
+    """Completed, every checkpoint evaluated, and the held-out splits scored at step 0 and the chosen one."""
+    if not job.is_complete(steps, data_spec.eval_splits):
+        return False
+    held_out = data_spec.held_out_splits
+    return not (held_out and missing_held_out(job, held_out, data_spec.eval_splits[0], select_by))
 
 
 def build_reranker(cfg: DictConfig) -> tuple[Reranker, object]:

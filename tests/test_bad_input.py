@@ -37,6 +37,9 @@ def assert_clean_failure(result, cwd, *phrases):
         (["data.group_size=1"], ["data.group_size=1", "an integer >= 2", "softmax loss zero"]),
         (["data.max_length=5"], ["data.max_length=5", "shorter than the rerank_lora template", "accepted: >="]),
         (["data.template=chatml"], ["data.template='chatml'", "rerank_lora, rankllama"]),
+        (["data.held_out_splits=[dev]"], ["data.held_out_splits=['dev']", "['dev']", "not in data.eval_splits"]),
+        (["data.eval_splits=[dev]", "data.held_out_splits=[test]", "select_by=MRR"], ["select_by='MRR'", "nDCG@10"]),
+        (["data.eval_splits=[dev]", "data.held_out_splits=[valid]"], ["valid", "dev"]),
     ],
 )
 def test_bad_config_values(run, tmp_path, overrides, phrases):

@@ -25,11 +25,11 @@ from rerank_lora.train.schedule import checkpoint_steps
 MINI_GRID = ["--config-dir", str(SWEEPS_DIR), "--config-name", "mini"]
 
 
-def dl19_pairs(depth: int) -> int:
-    """Pairs one evaluation of the shipped set's dev split (DL19) scores, read from its files."""
+def split_pairs(depth: int, split: str = "dev") -> int:
+    """Pairs one evaluation of a shipped split (dev: DL19, test: DL20) scores, read from its files."""
     _, labels = read_queries(MINI / "queries.jsonl")
     run = read_run(MINI / "candidates.tsv")
-    return sum(len(c) for c in top_k({q: s for q, s in run.items() if labels[q] in ("dev", None)}, depth).values())
+    return sum(len(c) for c in top_k({q: s for q, s in run.items() if labels[q] in (split, None)}, depth).values())
 
 
 def test_the_mini_grid_plans_what_its_jobs_do(capsys, tmp_path):
@@ -45,8 +45,11 @@ def test_the_mini_grid_plans_what_its_jobs_do(capsys, tmp_path):
         assert cell["steps"] == cfg.trainer.max_steps == 80
         assert cell["training_pairs"] == 80 * cfg.data.queries_per_batch * cfg.data.group_size
         assert cell["checkpoints"] == checkpoints == [0, 40, 80]
-        assert cell["evaluations"] == len(checkpoints) * len(cfg.data.eval_splits) == 3
-        assert cell["pairs_scored"] == 3 * dl19_pairs(cfg.data.eval_depth) == 3 * 430
+        # DL19 at every checkpoint; DL20 (held out) at step 0 and at the checkpoint chosen on DL19
+        assert cfg.data.eval_splits == ["dev"] and cfg.data.held_out_splits == ["test"]
+        assert cell["evaluations"] == len(checkpoints) + 2 == 5
+        assert cell["pairs_scored"] == 3 * split_pairs(cfg.data.eval_depth) + 2 * split_pairs(cfg.data.eval_depth, "test")
+        assert cell["pairs_scored"] == 3 * 430 + 2 * 540
         assert cell["memory_gb"]["fits"]
     assert report["totals"]["training_pairs"] == 4 * 80 * 8
 

@@ -53,3 +53,23 @@ def test_rerun_before_first_checkpoint_keeps_no_stale_rows(tmp_path):
     assert metrics_rows(tmp_path) == rows[1:2]
     JobFolder(tmp_path / "missing").keep_metrics_until(-1)  # nothing to trim, nothing created
     assert not (tmp_path / "missing").exists()
+
+
+def test_job_killed_while_scoring_a_held_out_split_finishes_it_without_training_again(tmp_path):
+    """Killed at its 4th evaluation pass (dev at 0, 2, 4, then test held out at step 0): the re-run scores only
+    the held-out rows still missing, once each, and the finished job is then skipped."""
+    args = [*ARGS, "trainer.max_steps=4", "schedule.every=2", "data.eval_splits=[dev]", "data.held_out_splits=[test]",
+            "data.eval_depth=10", "hydra.run.dir=held"]
+    killed = run_module("rerank_lora.run", args, tmp_path, env={"RERANK_LORA_FAULT": "evaluation@4"})
+    assert killed.returncode != 0
+    job = tmp_path / "held"
+    assert set(model_metrics(job)) == {("dev", 0), ("dev", 2), ("dev", 4), ("test", 0)}  # killed just after test@0
+    resumed = run_module("rerank_lora.run", args, tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    rows = [(r["split"], r["step"]) for r in metrics_rows(job) if r["ranker"] == "model"]
+    dev = {step: row["nDCG@10"] for (split, step), row in model_metrics(job).items() if split == "dev"}
+    best = max(sorted(dev), key=lambda step: dev[step])
+    assert sorted(rows) == sorted({("dev", 0), ("dev", 2), ("dev", 4), ("test", 0), ("test", best)})  # none twice
+    assert "scoring dev" not in resumed.stderr  # nothing trained or scored on dev again
+    again = run_module("rerank_lora.run", args, tmp_path)
+    assert again.returncode == 0 and "skipping" in again.stderr + again.stdout

@@ -167,3 +167,22 @@ def test_gpu_trainer_settings_train_on_cpu(run, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     (job,) = job_dirs(tmp_path)
     assert {r["step"] for r in metrics_rows(job) if r["ranker"] == "model"} == {0, 2}
+
+
+def test_held_out_splits_are_scored_at_step_0_and_the_checkpoint_chosen_on_dev(tiny_job, tmp_path):
+    """The same job with test held out: dev at every checkpoint; test only at step 0 and at dev's best checkpoint,
+    scored exactly as the job that evaluates test at every checkpoint scored it there."""
+    job, _ = tiny_job
+    args = [a for a in TINY if not a.startswith("logger")] + ["schedule.final=true", "logger=csv"]
+    printed = run_in_process([*args, "data.eval_splits=[dev]", "data.held_out_splits=[test]"], tmp_path)
+    (held,) = job_dirs(tmp_path)
+    dev = {r["step"]: r["nDCG@10"] for r in metrics_rows(held) if r["split"] == "dev" and r["ranker"] == "model"}
+    best = max(sorted(dev), key=lambda step: dev[step])  # the earliest on a tie
+    tested = {r["step"] for r in metrics_rows(held) if r["split"] == "test" and r["ranker"] == "model"}
+    assert set(dev) == {0, 2, 4} and tested == {0, best}
+    for step in tested:
+        scores = [{(q, p): s for q, run in read_run(folder / "runs" / f"test-step{step}.trec").items() for p, s in run.items()}
+                  for folder in (held, job)]
+        assert scores[0] == pytest.approx(scores[1], rel=1e-5, abs=1e-6)
+    assert f"checkpoint chosen on dev by nDCG@10: step {best}" in printed
+    assert [line.split()[2] for line in printed.splitlines() if line.split()[:2] == ["test", "model"]] == [str(s) for s in sorted(tested)]

@@ -118,7 +118,7 @@ class RerankDataModule(L.LightningDataModule):
         self.encoder = pair_encoder(tokenizer, spec.max_length, spec.template, (CACHED_QUERIES, CACHED_PASSAGES))
         self.pad_id = tokenizer.pad_token_id
         self.train_set = TrainGroups(collection, spec, self.encoder, seed) if train else None
-        self.first_stage = {split: self._first_stage(split) for split in spec.eval_splits}
+        self.first_stage = {split: self._first_stage(split) for split in spec.scored_splits}
 
     def _first_stage(self, split: str) -> dict[str, dict[str, float]]:
         queries = set(self.collection.split_queries(split))

@@ -81,14 +81,14 @@ def _eval_collection(evals: dict, corpus: dict[str, str]) -> Collection:
 
 
 def _eval_splits(spec: DataSpec, cache: Path) -> tuple[dict, dict[str, str]]:
-    """{split: (queries, qrels, first-stage run to the split's depth)} for data.eval_splits, in that order, and
+    """{split: (queries, qrels, first-stage run to the split's depth)} for data.eval_splits and held_out_splits, in that order, and
     the texts of every candidate: from local files, or from ir_datasets (read from the cache alone first,
     downloaded only when something is missing and the network answers)."""
     splits = eval_split_specs(spec)
-    unknown = [n for n in spec.eval_splits if n not in splits]
+    unknown = [n for n in spec.scored_splits if n not in splits]
     if unknown:
-        raise InputError(f"data.eval_splits names {unknown}; data.splits defines {list(splits)}")
-    chosen = {name: splits[name] for name in spec.eval_splits}
+        raise InputError(f"data.eval_splits or held_out_splits name {unknown}; data.splits defines {list(splits)}")
+    chosen = {name: splits[name] for name in spec.scored_splits}
     evals, corpus = _file_splits({n: s for n, s in chosen.items() if s.files}, spec)
     remote = {n: s for n, s in chosen.items() if s.ir_dataset}
     if remote:

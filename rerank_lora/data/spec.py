@@ -38,6 +38,7 @@ class DataSpec:
     template: str = "rerank_lora"  # how a pair becomes tokens: rerank_lora | rankllama (data/pairs.py)
     # evaluation
     eval_splits: list = field(default_factory=lambda: ["test"])
+    held_out_splits: list = field(default_factory=list)  # scored only at step 0 and at the checkpoint chosen on eval_splits[0]
     eval_depth: int = 10
     eval_batch_size: int = 16
     sort_by_length: bool = True
@@ -56,6 +57,19 @@ class DataSpec:
             check_int("data.train_queries", self.train_queries, 1, "null: every training query")
         if self.template not in TEMPLATES:
             raise InputError(f"data.template={self.template!r}; accepted: {', '.join(TEMPLATES)}")
+        both = sorted(set(self.eval_splits) & set(self.held_out_splits))
+        if both:
+            raise InputError(
+                f"data.held_out_splits={list(self.held_out_splits)} repeats eval splits {both}; accepted: splits "
+                "not in data.eval_splits (a held-out split is scored only at step 0 and at the chosen checkpoint)"
+            )
+        if self.held_out_splits and not self.eval_splits:
+            raise InputError("data.held_out_splits needs data.eval_splits: the checkpoint is chosen on eval_splits[0]")
+
+    @property
+    def scored_splits(self) -> list[str]:
+        """Every split the job reranks: the eval splits, then the held-out ones."""
+        return [*self.eval_splits, *self.held_out_splits]
 
 
 def check_int(key: str, value, least: int, why: str = "") -> None:

@@ -1,4 +1,4 @@
-"""Rerank every eval split, write the TREC run, compute metrics, append them to metrics.jsonl, log them. In a
+"""Rerank every eval split (at each checkpoint; a held-out split only when asked), write the TREC run, compute metrics, append them to metrics.jsonl, log them. In a
 data-parallel job only the process that writes the job folder (global rank 0) evaluates; the others do nothing."""
 
 import logging
@@ -18,8 +18,9 @@ log = logging.getLogger(__name__)
 
 
 class Evaluator:
-    def __init__(self, datamodule, job: JobFolder, measures, logger=None, bf16: bool = False):
+    def __init__(self, datamodule, job: JobFolder, measures, logger=None, bf16: bool = False, held_out=()):
         self.data, self.job, self.measures, self.logger, self.bf16 = datamodule, job, list(measures), logger, bf16
+        self.held_out = list(held_out)  # splits scored only when named in model(splits=...)
         self.writes = writes_job_folder()  # the other ranks of a data-parallel job neither score nor write
         self.batches = {split: datamodule.eval_batches(split) for split in datamodule.first_stage} if self.writes else {}
         self.baseline: dict[str, dict[str, float]] = {}
@@ -34,9 +35,14 @@ class Evaluator:
             faults.point("first_stage")
             self.baseline[split] = self._record(split, None, FIRST_STAGE, run)
 
-    def model(self, reranker, step: int) -> dict[str, dict[str, float]]:
+    def model(self, reranker, step: int, splits=None) -> dict[str, dict[str, float]]:
+        """Rerank `splits` (default: every split but the held-out ones) with the model as it is at `step`."""
         results = {}
-        for split, batches in self.batches.items():
+        chosen = [s for s in self.batches if s not in self.held_out] if splits is None else list(splits)
+        for split in chosen:
+            batches = self.batches.get(split)
+            if batches is None:  # a data-parallel rank that does not write the job folder
+                continue
             # merge=False: merging and unmerging leaves rounding drift in the base weights, and a resumed
             # run (fresh base weights) must continue exactly as an uninterrupted one would
             run = score(reranker, batches, desc=f"scoring {split} @ step {step}", merge=False, bf16=self.bf16)

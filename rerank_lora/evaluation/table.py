@@ -7,6 +7,7 @@ than one split, rows `dev+test` pool their queries (the mean over all of them, a
 from pathlib import Path
 
 from rerank_lora.data.trec_files import read_qrels, read_run
+from rerank_lora.evaluation.selection import chosen_step
 from rerank_lora.evaluation.significance import paired_t, per_query
 from rerank_lora.job_folder import FIRST_STAGE, JobFolder
 
@@ -68,4 +69,9 @@ def _p(values: dict, row: dict, against, measure: str) -> str:
 def print_results(job: JobFolder) -> None:
     print(table(job))
     print("p: two-sided paired t-test over the split's queries, against step 0 and against the first stage (uncorrected)")
+    data, measure = job.config().data, job.config().get("select_by")
+    if data.get("held_out_splits"):
+        step = chosen_step(job.metrics(), data.eval_splits[0], measure)
+        print(f"checkpoint chosen on {data.eval_splits[0]} by {measure}: step {step}; "
+              f"{', '.join(data.held_out_splits)} (held out) scored at step 0 and there only")
     print(f"results: {Path(job.path).resolve()}")

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from peft import PeftModel
+from peft import PeftModel, set_peft_model_state_dict
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -108,6 +108,14 @@ class Reranker(L.LightningModule):
         reranker = cls(PeftModel.from_pretrained(base, folder), group_size)
         reranker.load_head(folder)
         return reranker
+
+    def load_checkpoint(self, folder: Path) -> None:
+        """`save`'s adapter and head put back into this reranker in place (its backbone already has the adapter)."""
+        adapter = load_file(folder / ADAPTER_FILE, device=str(self.head.weight.device))
+        result = set_peft_model_state_dict(self.backbone, adapter)
+        if result.unexpected_keys:
+            raise ValueError(f"{folder} holds adapter weights this model lacks, e.g. {result.unexpected_keys[0]}")
+        self.load_head(folder)
 
     def load_head(self, folder: Path) -> None:
         """The head of a checkpoint folder. Checkpoints written before the head lost its bias hold one: it shifts

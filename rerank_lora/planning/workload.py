@@ -1,6 +1,7 @@
 """What one cell does, counted as the job counts it: optimizer steps (trainer.max_steps), training groups
 (steps x queries_per_batch x accumulate_grad_batches x world size) and pairs (x group_size), the checkpoints of
-its schedule (`checkpoint_steps`) each reranking every eval split, and the tokens of all of it."""
+its schedule (`checkpoint_steps`) each reranking every eval split, the held-out splits reranked twice (step 0 and
+the chosen checkpoint: at most two), and the tokens of all of it."""
 
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,9 @@ KNOWN_QUERIES = {
 }
 
 
+HELD_OUT_EVALUATIONS = 2  # step 0 and the chosen checkpoint (one when step 0 is chosen)
+
+
 @dataclass(frozen=True)
 class Workload:
     steps: int
@@ -31,14 +35,16 @@ class Workload:
     scored_per_evaluation: dict[str, int]  # pairs of each split at the reranking depth
     train: Tokens  # every training pair of the run
     scoring: Tokens  # every pair scored, over all checkpoints
+    held_out_per_evaluation: dict[str, int]  # pairs of each held-out split, scored at step 0 and the chosen checkpoint
 
     @property
     def evaluations(self) -> int:
-        return len(self.checkpoints) * len(self.splits)
+        return len(self.checkpoints) * len(self.splits) + HELD_OUT_EVALUATIONS * len(self.held_out_per_evaluation)
 
     @property
     def pairs_scored(self) -> int:
-        return len(self.checkpoints) * sum(self.scored_per_evaluation.values())
+        every = len(self.checkpoints) * sum(self.scored_per_evaluation.values())
+        return every + HELD_OUT_EVALUATIONS * sum(self.held_out_per_evaluation.values())
 
 
 def world_size(trainer: dict) -> int:
@@ -56,10 +62,14 @@ def workload(trainer: dict, schedule: dict, spec: DataSpec, sample: TokenSample 
     groups = steps * spec.queries_per_batch * accumulate * world
     checkpoints = checkpoint_steps(steps, **schedule)
     scored = {split: split_pairs(spec, split, sample) for split in spec.eval_splits}
+    held_out = {split: split_pairs(spec, split, sample) for split in spec.held_out_splits}
     train = sample.training(groups) if per_pair is None else per_pair.scaled(groups * spec.group_size)
+    scoring = scoring_tokens(spec, scored, sample, per_pair) * len(checkpoints)
+    if held_out:
+        scoring += scoring_tokens(spec, held_out, sample, per_pair) * HELD_OUT_EVALUATIONS
     return Workload(
         steps, world, accumulate, groups, groups * spec.group_size, checkpoints, list(spec.eval_splits), scored,
-        train, scoring_tokens(spec, scored, sample, per_pair) * len(checkpoints),
+        train, scoring, held_out,
     )
 
 
@@ -98,9 +108,9 @@ def files_split_pairs(entry, depth: int, name: str) -> int:
 
 
 def scoring_tokens(spec: DataSpec, scored: dict[str, int], sample: TokenSample | None, per_pair: Tokens | None) -> Tokens:
-    """The tokens of one evaluation of every split."""
+    """The tokens of one evaluation of each split in `scored` ({split: pairs})."""
     if per_pair is not None:
         return per_pair.scaled(sum(scored.values()))
     if spec.loader == "files":
-        return sum((sample.scoring(split) for split in spec.eval_splits), Tokens())
+        return sum((sample.scoring(split) for split in scored), Tokens())
     return sample.scoring_per_pair().scaled(sum(scored.values()))
