@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from rerank_lora.analysis.lora_switch import LoraSwitch, Site
 from rerank_lora.evaluation.evaluator import score
+from rerank_lora.model.lora import base_model
 
 Run = dict[str, dict[str, float]]
 
@@ -25,7 +26,7 @@ class LayerWindow:
     `self.outputs`."""
 
     def __init__(self, backbone):
-        self.model = backbone.get_base_model() if hasattr(backbone, "get_base_model") else backbone
+        self.model = base_model(backbone)
         self.layers = list(self.model.layers)
         self.states: Iterator[torch.Tensor] = iter(())
         self.outputs: list[torch.Tensor] = []

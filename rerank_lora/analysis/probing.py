@@ -18,6 +18,7 @@ from rerank_lora.data.pairs import pad
 from rerank_lora.errors import InputError
 from rerank_lora.evaluation import metrics
 from rerank_lora.model.linear_probe import fit_probe
+from rerank_lora.model.lora import base_model
 
 log = logging.getLogger(__name__)
 FINAL_NORMS = ("norm", "final_layer_norm", "ln_f")
@@ -30,7 +31,7 @@ class ProbeFit:
 
 
 def final_norm(backbone) -> nn.Module:
-    model = backbone.get_base_model() if hasattr(backbone, "get_base_model") else backbone
+    model = base_model(backbone)
     for name in FINAL_NORMS:
         if isinstance(getattr(model, name, None), nn.Module):
             return getattr(model, name)

@@ -81,9 +81,9 @@ def _eval_collection(evals: dict, corpus: dict[str, str]) -> Collection:
 
 
 def _eval_splits(spec: DataSpec, cache: Path) -> tuple[dict, dict[str, str]]:
-    """{split: (queries, qrels, first-stage run to the split's depth)} for data.eval_splits and held_out_splits, in that order, and
-    the texts of every candidate: from local files, or from ir_datasets (read from the cache alone first,
-    downloaded only when something is missing and the network answers)."""
+    """{split: (queries, qrels, first-stage run to the split's depth)} for data.eval_splits and held_out_splits, in
+    that order, and the texts of every candidate: from local files, or from ir_datasets (read from the cache alone
+    first, downloaded only when something is missing and the network answers)."""
     splits = eval_split_specs(spec)
     unknown = [n for n in spec.scored_splits if n not in splits]
     if unknown:

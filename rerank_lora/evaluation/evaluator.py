@@ -1,5 +1,6 @@
-"""Rerank every eval split (at each checkpoint; a held-out split only when asked), write the TREC run, compute metrics, append them to metrics.jsonl, log them. In a
-data-parallel job only the process that writes the job folder (global rank 0) evaluates; the others do nothing."""
+"""Rerank every eval split (at each checkpoint; a held-out split only when asked), write the TREC run, compute
+metrics, append them to metrics.jsonl, log them. In a data-parallel job only the process that writes the job
+folder (global rank 0) evaluates; the others do nothing."""
 
 import logging
 import math

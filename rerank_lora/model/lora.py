@@ -68,3 +68,8 @@ def add_lora(backbone, lora: LoraSpec, projections: list[str]):
         layers_pattern="layers" if lora.layers is not None else None,
     )
     return get_peft_model(backbone, config)
+
+
+def base_model(backbone):
+    """The transformers model under a peft wrapper (the backbone itself when it has none)."""
+    return backbone.get_base_model() if hasattr(backbone, "get_base_model") else backbone
