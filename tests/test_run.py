@@ -185,4 +185,5 @@ def test_held_out_splits_are_scored_at_step_0_and_the_checkpoint_chosen_on_dev(t
                   for folder in (held, job)]
         assert scores[0] == pytest.approx(scores[1], rel=1e-5, abs=1e-6)
     assert f"checkpoint chosen on dev by nDCG@10: step {best}" in printed
-    assert [line.split()[2] for line in printed.splitlines() if line.split()[:2] == ["test", "model"]] == [str(s) for s in sorted(tested)]
+    test_rows = [line.split()[2] for line in printed.splitlines() if line.split()[:2] == ["test", "model"]]
+    assert test_rows == [str(step) for step in sorted(tested)]
