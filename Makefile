@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 ARGS ?=
 
-.PHONY: help setup demo test test-cluster test-gpu test-slow lint bench fault-soak clean ablation-grid ablation-grid-mini plan
+.PHONY: help setup demo test test-cluster test-gpu test-slow lint bench bench-levers fault-soak clean ablation-grid ablation-grid-mini plan
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-19s %s\n", $$1, $$2}'
@@ -45,6 +45,9 @@ fault-soak: setup  ## kill tiny jobs at random moments and dangerous points unti
 bench: setup  ## scoring and training pairs/s for SmolLM2 on this machine
 	$(BIN)/python -m rerank_lora.bench $(ARGS)
 
+bench-levers: setup  ## the same for the default and each lever that changes cost (layers, chunks, dropout, rank, targets, probe, bf16)
+	$(BIN)/python -m rerank_lora.bench_levers $(ARGS)
+
 clean:  ## remove outputs (keeps the venv and the model cache)
 	rm -rf outputs/runs outputs/multirun outputs/sweeps
 
@@ -80,3 +83,20 @@ report: setup  ## static report.html for a sweep: plots + paired significance te
 
 chromium:  ## install Debian's chromium (the headless browser the report test opens report.html in)
 	scripts/install-chromium.sh
+
+# make bench-peers: our speed beside Tevatron's reranker trainer and FlagEmbedding's FlagLLMReranker, run from their
+# own venv (PEERS_VENV). Tevatron's reranker is not on PyPI: it is cloned from TEVATRON_GIT at TEVATRON_COMMIT
+# (offline: make peers-setup TEVATRON_GIT=/path/to/a/clone).
+PEERS_VENV ?= .venv-peers
+TEVATRON_GIT ?= https://github.com/texttron/tevatron.git
+TEVATRON_COMMIT ?= dd063104c81a76d6a77c845f667b46b9e5abd625
+
+.PHONY: peers-setup bench-peers
+peers-setup: $(PEERS_VENV)/.installed-$(TEVATRON_COMMIT)  ## the peers' venv (.venv-peers): FlagEmbedding 1.4.2, Tevatron's reranker at TEVATRON_COMMIT from TEVATRON_GIT
+
+$(PEERS_VENV)/.installed-$(TEVATRON_COMMIT): scripts/peers/setup.sh
+	scripts/peers/setup.sh $(PEERS_VENV) $(PYTHON) "$(TORCH)" "$(TEVATRON_GIT)" $(TEVATRON_COMMIT)
+	touch $@
+
+bench-peers: setup peers-setup  ## training and scoring pairs/s beside Tevatron's reranker trainer and FlagLLMReranker, same weights and data (ARGS=key=value ...)
+	$(BIN)/python -m rerank_lora.bench_peers peers_python=$(PEERS_VENV)/bin/python $(ARGS)

@@ -24,6 +24,7 @@ from rerank_lora.data.datamodule import RerankDataModule
 from rerank_lora.data.pairs import pad
 from rerank_lora.data.spec import DataSpec
 from rerank_lora.evaluation.evaluator import score
+from rerank_lora.model.reranker import Reranker
 from rerank_lora.planning.calibrate import matmul_rate
 from rerank_lora.run import build_reranker
 from rerank_lora.train.precision import cpu_features, resolve_precision
@@ -104,20 +105,44 @@ def _loss(reranker, batch):
     return torch.nn.functional.cross_entropy(scores, target)
 
 
-def bench(overrides: list[str]) -> dict:
+@dataclasses.dataclass
+class Prepared:
+    """A job's reranker and data as bench measures them: `SCORED_QUERIES` dev queries, the job's precision."""
+
+    cfg: object
+    reranker: Reranker
+    data: RerankDataModule
+    device: torch.device
+    precision: str
+    load_seconds: float
+
+    @property
+    def bf16(self) -> bool:
+        return self.precision.startswith("bf16")
+
+
+def prepare(overrides: list[str]) -> Prepared:
     cfg = cli.parse_job_overrides(["logger=none", *overrides])
     torch.manual_seed(cfg.seed)
     start = time.perf_counter()
     reranker, tokenizer = build_reranker(cfg)
     load_seconds = time.perf_counter() - start
     device = torch.device("cuda" if cfg.trainer.accelerator in ("gpu", "cuda") else "cpu")
-    reranker = reranker.to(device)
     data_spec = to_spec(DataSpec, cfg.data, "data")
     data = RerankDataModule(load_collection(data_spec), tokenizer, data_spec, cfg.seed)
     data.first_stage = {"dev": dict(list(data.first_stage["dev"].items())[:SCORED_QUERIES])}
-    name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
     precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
-    bf16 = precision.startswith("bf16")
+    return Prepared(cfg, reranker.to(device), data, device, precision, load_seconds)
+
+
+def non_embedding_parameters(reranker) -> int:
+    return sum(p.numel() for n, p in reranker.backbone.named_parameters() if "embed" not in n)
+
+
+def bench(overrides: list[str]) -> dict:
+    job = prepare(overrides)
+    cfg, reranker, data, device, precision, bf16 = job.cfg, job.reranker, job.data, job.device, job.precision, job.bf16
+    name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
     scoring = {
         "sorted+merged": scoring_rate(reranker, data, sort=True, merge=True, bf16=bf16),
         "sorted": scoring_rate(reranker, data, sort=True, merge=False, bf16=bf16),
@@ -127,7 +152,7 @@ def bench(overrides: list[str]) -> dict:
         "padded_to_longest": training_rate(reranker, data, pad_to_max=False, device=device, bf16=bf16),
         "padded_to_max_length": training_rate(reranker, data, pad_to_max=True, device=device, bf16=bf16),
     }
-    parameters = sum(p.numel() for n, p in reranker.backbone.named_parameters() if "embed" not in n)
+    parameters = non_embedding_parameters(reranker)
     step_passes = 3 if cfg.trainer.get("gradient_checkpointing") else 2
     achieved = {f"scoring {k}": useful_tflops(r, parameters, 1) for k, r in scoring.items()}
     achieved |= {f"training {k}": useful_tflops(r, parameters, step_passes) for k, r in training.items()}
@@ -142,7 +167,7 @@ def bench(overrides: list[str]) -> dict:
         "precision": precision,
         "threads": torch.get_num_threads(),
         "non_embedding_parameters": parameters,
-        "model_load_s": round(load_seconds, 2),
+        "model_load_s": round(job.load_seconds, 2),
         "scoring": scoring,
         "training": training,
         "useful_tflops": achieved,

@@ -1,0 +1,351 @@
+"""Our speed beside the two tools a researcher would use instead, in one run on this machine, with the same
+SmolLM2 weights and the same data: training pairs/s against Tevatron's reranker trainer (texttron/tevatron,
+the RankLLaMA recipe's code) and scoring pairs/s against FlagEmbedding's FlagLLMReranker, with its defaults and
+tuned. Prints one table, the two ratios (ours / Tevatron, ours / FlagLLMReranker tuned) and a JSON report.
+
+Like for like: the full SmolLM2-135M-Instruct (all 30 layers; ours also with the default 12 as an extra row,
+not in the ratios), converted once from the packaged GGUF (model.gguf_cache), in float32 on the CPU on the same
+torch threads. Training: the training stream's first (warmup_steps + train_steps) x 2 groups of 1 positive + 3
+negatives (written to a JSONL in Tevatron's training format, so Tevatron reads them through its own dataset code),
+max length 160, LoRA r 8 / alpha 16 / dropout 0 on all seven projections, lr 1e-3, no gradient checkpointing;
+ours trains through its own Lightning path (trainer.fit on the job's data module, batches scored length_chunks
+pairs at a time), Tevatron through its own driver (reranker_model_type sequence_classification, as RankLLaMA);
+both time only the steps after the warm-up, from the end of the last warm-up step to the end of the last step.
+Scoring: the first scoring_queries DL19 (split `dev`) queries' first-stage top 10, raw texts; ours through
+evaluator.score on length-sorted batches with the LoRA merged (FlagLLMReranker merges a peft adapter on load), each
+side after a short untimed warm-up. The peers run in their own venv (`make peers-setup`), one at a time.
+
+    make peers-setup                                    # once: .venv-peers (see the Makefile)
+    python -m rerank_lora.bench_peers [warmup_steps=2 train_steps=10 scoring_queries=20 output=report.json ...]
+    make bench-peers ARGS='train_steps=20'              # the same through make
+"""
+
+import copy
+import json
+import logging
+import os
+import platform
+import re
+import subprocess
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+
+import lightning as L
+import torch
+from omegaconf import OmegaConf
+
+from rerank_lora import cli
+from rerank_lora.bench import scoring_rate
+from rerank_lora.configs import to_spec
+from rerank_lora.data.collection import load_collection
+from rerank_lora.data.datamodule import RerankDataModule, TrainGroups
+from rerank_lora.data.spec import DataSpec
+from rerank_lora.errors import InputError
+from rerank_lora.model.backbone import gguf_cache
+from rerank_lora.run import build_reranker
+from rerank_lora.train.trainer import make_trainer
+
+log = logging.getLogger(__name__)
+ROOT = Path(__file__).resolve().parents[1]
+PEER_SCRIPTS = ROOT / "scripts" / "peers"
+SPLIT = "dev"  # TREC DL19 in the shipped set
+DEFAULTS = {
+    "warmup_steps": 2,  # untimed training steps on each side
+    "train_steps": 10,  # timed training steps on each side
+    "scoring_queries": 20,  # the first DL19 queries, each with its first-stage top 10
+    "flag_tuned": {"batch_size": 16, "max_length": 160},  # FlagLLMReranker's second, tuned run
+    "peers_python": ".venv-peers/bin/python",
+    "default_layers_row": True,  # also ours with the default job's 12 layers (an extra row, not in the ratios)
+    "output": None,  # a file for the JSON report; none: printed
+}
+# The job both sides run; the peers get the same values from the composed config as arguments.
+HEAD_TO_HEAD = [
+    "logger=none", "model=smollm2", "model.num_layers=null", "data=msmarco_mini", "targets=all",
+    "data.group_size=4", "data.queries_per_batch=2", "data.max_length=160", "data.eval_depth=10",
+    "lora.rank=8", "lora.alpha=16", "lora.dropout=0.0", "lora.layers=null",
+    "optim.lr=1e-3", "optim.head_lr=null", "optim.warmup_steps=0", "optim.weight_decay=0.0",
+    "trainer=cpu", "trainer.precision=32-true", "trainer.gradient_checkpointing=false",
+    "+trainer.enable_progress_bar=false", "+trainer.enable_model_summary=false",  # Tevatron's bar is off too
+]
+GOALS = {"training": 1.3, "scoring": 2.0}  # ours / Tevatron, ours / FlagLLMReranker tuned
+OURS_30, OURS_30_UNMERGED = "ours (30 layers)", "ours (30 layers, LoRA unmerged)"
+TEVATRON = "Tevatron reranker trainer (30 layers)"
+FLAG_DEFAULT, FLAG_TUNED = "FlagLLMReranker defaults (30 layers)", "FlagLLMReranker tuned (30 layers)"
+
+
+class StepClock(L.Callback):
+    """perf_counter at the start and the end of each training step, and each step's attention mask."""
+
+    def __init__(self):
+        self.begins, self.ends, self.masks = [], [], []
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
+        self.begins.append(time.perf_counter())
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        self.ends.append(time.perf_counter())
+        self.masks.append(batch["attention_mask"])
+
+    def timed_seconds(self, warmup: int) -> float:
+        """From the end of the last warm-up step (the first step's start without warm-up) to the last step's
+        end, so every timed step's batch fetching and padding counts (the Tevatron script times the same span)."""
+        start = self.ends[warmup - 1] if warmup else self.begins[0]
+        return self.ends[-1] - start
+
+
+class TextPairs:
+    """An encoder for TrainGroups that keeps each pair's ((qid, query), (pid, passage)) instead of token ids."""
+
+    def encode(self, queries: list[tuple[str, str]], passages: list[tuple[str, str]]) -> list[tuple]:
+        return list(zip(queries, passages))
+
+
+def group_texts(groups: TrainGroups, count: int) -> list[list[tuple]]:
+    """The texts of the training stream's first `count` groups, drawn exactly as training draws them."""
+    recorder = copy.copy(groups)
+    recorder.encoder = TextPairs()
+    return [recorder.group(k) for k in range(count)]
+
+
+def tevatron_row(group: list[tuple]) -> dict:
+    """One group (positive first) as a line of Tevatron's training JSONL (its reranker/dataset.py reads query,
+    positive_passages and negative_passages, each passage's title and text). The shipped passages have no title."""
+    (qid, query), _ = group[0]
+    passages = [{"docid": pid, "title": "", "text": text} for _, (pid, text) in group]
+    return {"query_id": qid, "query": query, "positive_passages": passages[:1], "negative_passages": passages[1:]}
+
+
+def keep_first_queries(data: RerankDataModule, queries: int) -> None:
+    """Cut the split's first-stage run to its first `queries` queries (each at data.eval_depth)."""
+    run = data.first_stage[SPLIT]
+    if queries > len(run):
+        raise InputError(f"scoring_queries={queries}; accepted: 1 to {len(run)} (the {SPLIT} split's queries)")
+    data.first_stage = {SPLIT: dict(list(run.items())[:queries])}
+
+
+def scoring_rows(data: RerankDataModule) -> list[dict]:
+    """The pairs ours scores, in first-stage order, with their raw texts."""
+    texts = data.collection
+    return [
+        {"qid": qid, "pid": pid, "query": texts.queries[qid], "passage": texts.corpus[pid]}
+        for qid, scores in data.first_stage[SPLIT].items() for pid in scores
+    ]
+
+
+def write_jsonl(rows: list[dict], path: Path) -> Path:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def job_config(steps: int, layers_default: bool, model: str = "smollm2"):
+    """The head-to-head job for `steps` training steps; `layers_default`: the model's default layers instead of
+    all; `model`: another model config (tests: a tiny one)."""
+    overrides = [o for o in HEAD_TO_HEAD if not (layers_default and o.startswith("model.num_layers"))]
+    overrides = [f"model={model}" if o.startswith("model=") else o for o in overrides]
+    return cli.parse_job_overrides([*overrides, f"trainer.max_steps={steps}"])
+
+
+def computed_tokens(mask: torch.Tensor, chunk: int | None) -> int:
+    """Tokens a training batch computes, padding included: scored `chunk` pairs at a time by length, each chunk
+    cut to its longest pair (Reranker.training_scores), or the whole batch padded to its longest."""
+    if chunk is None:
+        return mask.numel()
+    lengths = mask.sum(dim=1).sort().values
+    return sum(int(part.max()) * len(part) for part in lengths.split(chunk))
+
+
+def train_ours(cfg, reranker, data: RerankDataModule, warmup: int, out: Path) -> dict:
+    """Training pairs/s through the job's own Lightning path (trainer.fit on the data module)."""
+    clock = StepClock()
+    trainer = make_trainer(cfg.trainer, False, [clock], out, cfg.trainer.precision)
+    trainer.fit(reranker, datamodule=data)
+    timed, chunk = cfg.trainer.max_steps - warmup, reranker.length_chunks
+    pairs = timed * cfg.data.queries_per_batch * cfg.data.group_size
+    seconds = clock.timed_seconds(warmup)
+    masks = clock.masks[warmup:]
+    return {
+        "pairs_per_s": pairs / seconds, "seconds": seconds, "steps": timed, "warmup_steps": warmup, "pairs": pairs,
+        "tokens_per_pair": sum(int(m.sum()) for m in masks) / pairs,
+        "computed_tokens_per_pair": sum(computed_tokens(m, chunk) for m in masks) / pairs,
+        "settings": {"precision": cfg.trainer.precision, "length_chunks": chunk,
+                     "num_layers": reranker.backbone.config.num_hidden_layers},
+    }
+
+
+def score_ours(reranker, data: RerankDataModule, merge: bool) -> dict:
+    """Scoring pairs/s of bench.scoring_rate: length-sorted eval batches, a one-batch warm-up."""
+    rate = scoring_rate(reranker, data, sort=True, merge=merge)
+    pairs = sum(len(scores) for scores in data.first_stage[SPLIT].values())
+    return {
+        "pairs_per_s": rate["pairs_per_s"], "seconds": pairs / rate["pairs_per_s"], "pairs": pairs,
+        "tokens_per_pair": rate["tokens_per_s"] / rate["pairs_per_s"],
+        "settings": {"batch_size": data.cfg.eval_batch_size, "max_length": data.cfg.max_length, "lora_merged": merge},
+    }
+
+
+def measure_ours(cfg, warmup: int, queries: int, out: Path, unmerged: bool) -> tuple[dict, RerankDataModule]:
+    """Ours: training, then scoring on the same reranker (merged; and unmerged if asked); also its data module."""
+    L.seed_everything(cfg.seed)
+    spec = to_spec(DataSpec, cfg.data, "data")
+    reranker, tokenizer = build_reranker(cfg)
+    data = RerankDataModule(load_collection(spec), tokenizer, spec, cfg.seed)
+    keep_first_queries(data, queries)
+    rows = {"training": train_ours(cfg, reranker, data, warmup, out), "scoring": score_ours(reranker, data, merge=True)}
+    if unmerged:
+        rows["scoring_unmerged"] = score_ours(reranker, data, merge=False)
+    return rows, data
+
+
+def check_peers(python: Path) -> None:
+    """The peers' venv is there and imports both peers (seconds; before any long measurement)."""
+    if not python.is_file():
+        raise InputError(f"the peers' venv is missing (no {python}): run `make peers-setup`")
+    found = subprocess.run([str(python), "-c", "import tevatron.reranker.driver.train, FlagEmbedding"],
+                           capture_output=True, text=True)
+    if found.returncode:
+        last = (found.stderr.strip().splitlines() or ["?"])[-1]
+        raise InputError(f"{python} cannot import Tevatron's reranker and FlagEmbedding ({last}): run `make peers-setup`")
+
+
+def run_peer(python: Path, script: str, arguments: list[str], threads: int, out: Path) -> dict:
+    """Run scripts/peers/`script` with the peers' python; its JSON result. Its stderr goes to a log under `out`."""
+    command = [str(python), str(PEER_SCRIPTS / script), *arguments, "--threads", str(threads)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    stderr = out / f"{Path(script).stem}.log"
+    with stderr.open("a") as errors:
+        done = subprocess.run(command, stdout=subprocess.PIPE, stderr=errors, text=True, env=env, cwd=out)
+    if done.returncode:
+        tail = "\n".join(stderr.read_text().strip().splitlines()[-15:])
+        raise InputError(f"{script} failed (exit status {done.returncode}); the end of its log:\n{tail}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def cpu_model() -> str:
+    """lscpu's Model name (/proc/cpuinfo's where lscpu is missing)."""
+    try:
+        listing = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    except FileNotFoundError:
+        listing = ""
+    found = re.search(r"^Model name:\s*(.+)$", listing, re.MULTILINE)
+    return found.group(1).strip() if found else platform.processor() or "unknown"
+
+
+def machine(load_at_start: float) -> dict:
+    """The CPU, torch's threads, and the 1-minute load average before and after: other work on the machine
+    during the run (a load well above 0 at the start) makes every rate lower and the ratios noisy."""
+    return {
+        "cpu": cpu_model(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+        "load_average": {"start": load_at_start, "end": os.getloadavg()[0]},
+        "versions": {name: metadata.version(name) for name in ("torch", "transformers", "peft", "lightning")},
+    }
+
+
+def settings_text(row: dict) -> str:
+    return " ".join(f"{k}={v}" for k, v in row.get("settings", {}).items() if k not in ("lora", "device"))
+
+
+def table(report: dict) -> str:
+    """The rows, then the ratios against their goals."""
+    lines = [f"{'task':9}{'who':44}{'pairs/s':>9}{'seconds':>9}{'pairs':>7}  settings"]
+    for task in ("training", "scoring"):
+        for who, row in report[task].items():
+            lines.append(f"{task:9}{who:44}{row['pairs_per_s']:9.2f}{row['seconds']:9.1f}{row['pairs']:7d}  {settings_text(row)}")
+    for task, ratio in report["ratios"].items():
+        verdict = "met" if ratio["value"] >= GOALS[task] else "NOT met"
+        lines.append(f"ratio {task}: {ratio['value']:.2f} ({ratio['of']}); goal >= {GOALS[task]}: {verdict}")
+    host = report["machine"]
+    load = host["load_average"]
+    lines.append(f"machine: {host['cpu']}, {host['cpus']} CPUs, torch threads {host['torch_threads']}, "
+                 f"1-minute load average {load['start']:.2f} at the start (other work), {load['end']:.2f} at the end")
+    return "\n".join(lines)
+
+
+def peer_rows(cfg, python: Path, inputs: dict[str, Path], args, threads: int, out: Path) -> dict:
+    """Tevatron's training and FlagLLMReranker's scoring, with their JSON results."""
+    data, lora = cfg.data, cfg.lora
+    log.info("Tevatron: %d + %d training steps", args.warmup_steps, args.train_steps)
+    tevatron = run_peer(python, "tevatron_train.py", [
+        "--model", str(inputs["model"]), "--train", str(inputs["train"]), "--out", str(out / "tevatron"),
+        "--warmup-steps", str(args.warmup_steps), "--train-steps", str(args.train_steps),
+        "--group-size", str(data.group_size), "--queries-per-step", str(data.queries_per_batch),
+        "--max-length", str(data.max_length), "--lr", str(cfg.optim.lr), "--seed", str(cfg.seed),
+        "--lora-rank", str(lora.rank), "--lora-alpha", str(lora.alpha), "--lora-dropout", str(lora.dropout),
+    ], threads, out)
+    flag = ["--model", str(inputs["model"]), "--pairs", str(inputs["pairs"])]
+    tuned = ["--batch-size", str(args.flag_tuned.batch_size), "--max-length", str(args.flag_tuned.max_length)]
+    log.info("FlagLLMReranker: its defaults, then %s", " ".join(tuned))
+    return {
+        "training": {TEVATRON: tevatron},
+        "scoring": {FLAG_DEFAULT: run_peer(python, "flag_score.py", flag, threads, out),
+                    FLAG_TUNED: run_peer(python, "flag_score.py", flag + tuned, threads, out)},
+    }
+
+
+def check_counts(args) -> None:
+    for key, least in (("warmup_steps", 0), ("train_steps", 1), ("scoring_queries", 1)):
+        if isinstance(args[key], bool) or not isinstance(args[key], int) or args[key] < least:
+            raise InputError(f"{key}={args[key]!r}; accepted: an integer >= {least}")
+
+
+def head_to_head(args, python: Path, out: Path) -> dict:
+    """Ours on all layers and the peers, on the inputs ours writes for them: the report's rows."""
+    steps = args.warmup_steps + args.train_steps
+    cfg = job_config(steps, layers_default=False)
+    log.info("ours, all layers: %d + %d training steps, then scoring", args.warmup_steps, args.train_steps)
+    ours, data = measure_ours(cfg, args.warmup_steps, args.scoring_queries, out / "ours", unmerged=True)
+    groups = group_texts(data.train_set, steps * cfg.data.queries_per_batch)
+    inputs = {
+        "model": gguf_cache(cfg.model.gguf.package, cfg.model.gguf.file, cfg.cache_dir),
+        "train": write_jsonl([tevatron_row(g) for g in groups], out / "tevatron_train.jsonl"),
+        "pairs": write_jsonl(scoring_rows(data), out / "scoring_pairs.jsonl"),
+    }
+    peers = peer_rows(cfg, python, inputs, args, torch.get_num_threads(), out)
+    return {
+        "training": {OURS_30: ours["training"], **peers["training"]},
+        "scoring": {OURS_30: ours["scoring"], OURS_30_UNMERGED: ours["scoring_unmerged"], **peers["scoring"]},
+    }
+
+
+def add_default_layers(report: dict, args, out: Path) -> None:
+    """Ours with the default job's layers: extra rows, not in the ratios."""
+    cfg = job_config(args.warmup_steps + args.train_steps, layers_default=True)
+    log.info("ours, the default job's %s layers (extra rows, not in the ratios)", cfg.model.num_layers)
+    extra, _ = measure_ours(cfg, args.warmup_steps, args.scoring_queries, out / "ours-default", unmerged=False)
+    for task in ("training", "scoring"):
+        report[task][f"ours (default {cfg.model.num_layers} layers; not in ratios)"] = extra[task]
+
+
+def ratios(report: dict) -> dict:
+    pairs = {"training": (OURS_30, TEVATRON), "scoring": (OURS_30, FLAG_TUNED)}
+    return {
+        task: {"value": report[task][ours]["pairs_per_s"] / report[task][peer]["pairs_per_s"], "of": f"{ours} / {peer}"}
+        for task, (ours, peer) in pairs.items()
+    }
+
+
+def bench_peers(argv: list[str]):
+    args = cli.parse_args(argv, DEFAULTS)
+    check_counts(args)
+    load_at_start = os.getloadavg()[0]
+    python = Path(args.peers_python).expanduser().absolute()
+    check_peers(python)
+    with tempfile.TemporaryDirectory(prefix="bench-peers-") as scratch:
+        report = head_to_head(args, python, Path(scratch))
+        if args.default_layers_row:
+            add_default_layers(report, args, Path(scratch))
+    report |= {"ratios": ratios(report), "machine": machine(load_at_start), "arguments": OmegaConf.to_container(args)}
+    print(table(report), flush=True)
+    if args.output:
+        Path(args.output).write_text(json.dumps(report, indent=2) + "\n")
+        return Path(args.output)
+    return report
+
+
+def main() -> None:
+    cli.main(bench_peers)
+
+
+if __name__ == "__main__":
+    main()
