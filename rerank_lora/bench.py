@@ -82,11 +82,21 @@ def training_rate(reranker, data, pad_to_max: bool, device: torch.device, bf16: 
     return {"pairs_per_s": TRAIN_STEPS * per_step * data.cfg.group_size / seconds, "tokens_per_s": tokens / seconds}
 
 
+def cpu_matmul_tflops() -> dict:
+    """This CPU's matmul TFLOP/s on torch's threads, by Lightning precision (the peak of a job in it)."""
+    return {precision: matmul_rate(seconds=2.0, bursts=8, dtype=dtype) / 1e12
+            for precision, dtype in (("32-true", torch.float32), ("bf16-mixed", torch.bfloat16))}
+
+
+def gpu_peak_tflops(name: str) -> float | None:
+    """The dense bf16 peak of a known GPU, by a substring of its device name."""
+    return next((tflops for gpu, tflops in BF16_PEAK_TFLOPS.items() if gpu in name), None)
+
+
 def cpu_report() -> dict:
     """The chip, its SIMD / matrix features, and its fp32 and bf16 matmul rates on torch's threads."""
-    rates = {f"matmul_{name}_tflops": matmul_rate(seconds=2.0, bursts=8, dtype=dtype) / 1e12 for name, dtype in
-             (("fp32", torch.float32), ("bf16", torch.bfloat16))}
-    return {**cpu_features(), **rates}
+    rates = cpu_matmul_tflops()
+    return {**cpu_features(), "matmul_fp32_tflops": rates["32-true"], "matmul_bf16_tflops": rates["bf16-mixed"]}
 
 
 def _synchronize(device: torch.device) -> None:
@@ -157,7 +167,7 @@ def bench(overrides: list[str]) -> dict:
     achieved = {f"scoring {k}": useful_tflops(r, parameters, 1) for k, r in scoring.items()}
     achieved |= {f"training {k}": useful_tflops(r, parameters, step_passes) for k, r in training.items()}
     cpu = cpu_report() if device.type == "cpu" else None
-    peak = next((tflops for gpu, tflops in BF16_PEAK_TFLOPS.items() if gpu in name), None)
+    peak = gpu_peak_tflops(name)
     if cpu:
         peak = cpu["matmul_bf16_tflops" if bf16 else "matmul_fp32_tflops"]
     report = {

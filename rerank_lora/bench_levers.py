@@ -10,16 +10,16 @@ import torch
 
 from rerank_lora import cli
 from rerank_lora.bench import (
-    BF16_PEAK_TFLOPS,
+    cpu_matmul_tflops,
     first_step_seconds,
+    gpu_peak_tflops,
     non_embedding_parameters,
     prepare,
     scoring_rate,
     training_rate,
     useful_tflops,
 )
-from rerank_lora.planning.calibrate import matmul_rate
-from rerank_lora.train.precision import BF16_FLAGS, cpu_features
+from rerank_lora.train.precision import BF16_FLAGS, cpu_features, has_bf16_instructions
 
 # name: the overrides that pull the lever (each alone on the default job)
 LEVERS = {
@@ -52,12 +52,8 @@ def lever_row(name: str, overrides: list[str], peak_tflops: dict) -> dict:
 
 
 def peaks(gpu: bool) -> dict:
-    """TFLOP/s by precision: a known GPU's bf16 peak, or this CPU's measured matmul rate on torch's threads."""
-    if gpu:
-        name = torch.cuda.get_device_name()
-        return {"bf16-mixed": next((t for known, t in BF16_PEAK_TFLOPS.items() if known in name), None)}
-    return {"32-true": matmul_rate(seconds=2.0, bursts=8, dtype=torch.float32) / 1e12,
-            "bf16-mixed": matmul_rate(seconds=2.0, bursts=8, dtype=torch.bfloat16) / 1e12}
+    """TFLOP/s by precision: a known GPU's bf16 peak, or this CPU's measured matmul rates."""
+    return {"bf16-mixed": gpu_peak_tflops(torch.cuda.get_device_name())} if gpu else cpu_matmul_tflops()
 
 
 def bench_levers(overrides: list[str]) -> dict:
@@ -65,7 +61,7 @@ def bench_levers(overrides: list[str]) -> dict:
     features, rates = cpu_features(), peaks(gpu)
     rows, skipped = [], {}
     for name, lever in LEVERS.items():
-        if not gpu and "trainer.precision=bf16-mixed" in lever and not any(features[flag] for flag in BF16_FLAGS):
+        if not gpu and "trainer.precision=bf16-mixed" in lever and not has_bf16_instructions(features):
             skipped[name] = (f"no {' or '.join(BF16_FLAGS)} on this CPU: bf16 matmuls run at "
                              f"{rates['bf16-mixed'] * 1e3:.1f} GFLOP/s vs fp32 {rates['32-true'] * 1e3:.1f}")
             continue

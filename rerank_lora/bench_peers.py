@@ -20,13 +20,9 @@ side after a short untimed warm-up. The peers run in their own venv (`make peers
     make bench-peers ARGS='train_steps=20'              # the same through make
 """
 
-import copy
 import json
 import logging
 import os
-import platform
-import re
-import subprocess
 import tempfile
 import time
 from importlib import metadata
@@ -40,16 +36,18 @@ from rerank_lora import cli
 from rerank_lora.bench import scoring_rate
 from rerank_lora.configs import to_spec
 from rerank_lora.data.collection import load_collection
-from rerank_lora.data.datamodule import RerankDataModule, TrainGroups
+from rerank_lora.data.datamodule import RerankDataModule
 from rerank_lora.data.spec import DataSpec
 from rerank_lora.errors import InputError
 from rerank_lora.model.backbone import gguf_cache
+from rerank_lora.peers.inputs import group_texts, scoring_rows, tevatron_row
+from rerank_lora.peers.process import check_peers, run_peer
 from rerank_lora.run import build_reranker
+from rerank_lora.tables import write_jsonl
+from rerank_lora.train.precision import cpu_features
 from rerank_lora.train.trainer import make_trainer
 
 log = logging.getLogger(__name__)
-ROOT = Path(__file__).resolve().parents[1]
-PEER_SCRIPTS = ROOT / "scripts" / "peers"
 SPLIT = "dev"  # TREC DL19 in the shipped set
 DEFAULTS = {
     "warmup_steps": 2,  # untimed training steps on each side
@@ -95,48 +93,12 @@ class StepClock(L.Callback):
         return self.ends[-1] - start
 
 
-class TextPairs:
-    """An encoder for TrainGroups that keeps each pair's ((qid, query), (pid, passage)) instead of token ids."""
-
-    def encode(self, queries: list[tuple[str, str]], passages: list[tuple[str, str]]) -> list[tuple]:
-        return list(zip(queries, passages))
-
-
-def group_texts(groups: TrainGroups, count: int) -> list[list[tuple]]:
-    """The texts of the training stream's first `count` groups, drawn exactly as training draws them."""
-    recorder = copy.copy(groups)
-    recorder.encoder = TextPairs()
-    return [recorder.group(k) for k in range(count)]
-
-
-def tevatron_row(group: list[tuple]) -> dict:
-    """One group (positive first) as a line of Tevatron's training JSONL (its reranker/dataset.py reads query,
-    positive_passages and negative_passages, each passage's title and text). The shipped passages have no title."""
-    (qid, query), _ = group[0]
-    passages = [{"docid": pid, "title": "", "text": text} for _, (pid, text) in group]
-    return {"query_id": qid, "query": query, "positive_passages": passages[:1], "negative_passages": passages[1:]}
-
-
 def keep_first_queries(data: RerankDataModule, queries: int) -> None:
     """Cut the split's first-stage run to its first `queries` queries (each at data.eval_depth)."""
     run = data.first_stage[SPLIT]
     if queries > len(run):
         raise InputError(f"scoring_queries={queries}; accepted: 1 to {len(run)} (the {SPLIT} split's queries)")
     data.first_stage = {SPLIT: dict(list(run.items())[:queries])}
-
-
-def scoring_rows(data: RerankDataModule) -> list[dict]:
-    """The pairs ours scores, in first-stage order, with their raw texts."""
-    texts = data.collection
-    return [
-        {"qid": qid, "pid": pid, "query": texts.queries[qid], "passage": texts.corpus[pid]}
-        for qid, scores in data.first_stage[SPLIT].items() for pid in scores
-    ]
-
-
-def write_jsonl(rows: list[dict], path: Path) -> Path:
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    return path
 
 
 def job_config(steps: int, layers_default: bool, model: str = "smollm2"):
@@ -198,45 +160,11 @@ def measure_ours(cfg, warmup: int, queries: int, out: Path, unmerged: bool) -> t
     return rows, data
 
 
-def check_peers(python: Path) -> None:
-    """The peers' venv is there and imports both peers (seconds; before any long measurement)."""
-    if not python.is_file():
-        raise InputError(f"the peers' venv is missing (no {python}): run `make peers-setup`")
-    found = subprocess.run([str(python), "-c", "import tevatron.reranker.driver.train, FlagEmbedding"],
-                           capture_output=True, text=True)
-    if found.returncode:
-        last = (found.stderr.strip().splitlines() or ["?"])[-1]
-        raise InputError(f"{python} cannot import Tevatron's reranker and FlagEmbedding ({last}): run `make peers-setup`")
-
-
-def run_peer(python: Path, script: str, arguments: list[str], threads: int, out: Path) -> dict:
-    """Run scripts/peers/`script` with the peers' python; its JSON result. Its stderr goes to a log under `out`."""
-    command = [str(python), str(PEER_SCRIPTS / script), *arguments, "--threads", str(threads)]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    stderr = out / f"{Path(script).stem}.log"
-    with stderr.open("a") as errors:
-        done = subprocess.run(command, stdout=subprocess.PIPE, stderr=errors, text=True, env=env, cwd=out)
-    if done.returncode:
-        tail = "\n".join(stderr.read_text().strip().splitlines()[-15:])
-        raise InputError(f"{script} failed (exit status {done.returncode}); the end of its log:\n{tail}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def cpu_model() -> str:
-    """lscpu's Model name (/proc/cpuinfo's where lscpu is missing)."""
-    try:
-        listing = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    except FileNotFoundError:
-        listing = ""
-    found = re.search(r"^Model name:\s*(.+)$", listing, re.MULTILINE)
-    return found.group(1).strip() if found else platform.processor() or "unknown"
-
-
 def machine(load_at_start: float) -> dict:
     """The CPU, torch's threads, and the 1-minute load average before and after: other work on the machine
     during the run (a load well above 0 at the start) makes every rate lower and the ratios noisy."""
     return {
-        "cpu": cpu_model(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+        "cpu": cpu_features()["model_name"], "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
         "load_average": {"start": load_at_start, "end": os.getloadavg()[0]},
         "versions": {name: metadata.version(name) for name in ("torch", "transformers", "peft", "lightning")},
     }
@@ -298,8 +226,8 @@ def head_to_head(args, python: Path, out: Path) -> dict:
     groups = group_texts(data.train_set, steps * cfg.data.queries_per_batch)
     inputs = {
         "model": gguf_cache(cfg.model.gguf.package, cfg.model.gguf.file, cfg.cache_dir),
-        "train": write_jsonl([tevatron_row(g) for g in groups], out / "tevatron_train.jsonl"),
-        "pairs": write_jsonl(scoring_rows(data), out / "scoring_pairs.jsonl"),
+        "train": write_jsonl(out / "tevatron_train.jsonl", [tevatron_row(g) for g in groups]),
+        "pairs": write_jsonl(out / "scoring_pairs.jsonl", scoring_rows(data, SPLIT)),
     }
     peers = peer_rows(cfg, python, inputs, args, torch.get_num_threads(), out)
     return {

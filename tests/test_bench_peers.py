@@ -13,6 +13,9 @@ from conftest import MINI
 from rerank_lora import bench_peers
 from rerank_lora.data.trec_files import read_run
 from rerank_lora.errors import InputError
+from rerank_lora.peers.inputs import group_texts, scoring_rows, tevatron_row
+from rerank_lora.peers.process import check_peers, run_peer
+from rerank_lora.tables import write_jsonl
 
 WARMUP, STEPS, QUERIES = 1, 3, 2
 
@@ -40,8 +43,8 @@ def test_ours_is_timed_over_the_steps_after_the_warm_up_and_scores_every_pair(ti
 
 def test_tevatron_jsonl_holds_the_groups_ours_trains_on_in_tevatrons_fields(tiny, tmp_path):
     cfg, _, data = tiny
-    groups = bench_peers.group_texts(data.train_set, STEPS * cfg.data.queries_per_batch)
-    path = bench_peers.write_jsonl([bench_peers.tevatron_row(g) for g in groups], tmp_path / "train.jsonl")
+    groups = group_texts(data.train_set, STEPS * cfg.data.queries_per_batch)
+    path = write_jsonl(tmp_path / "train.jsonl", [tevatron_row(g) for g in groups])
     # read as Tevatron's RerankerTrainDataset reads it (datasets' json loader), one row per group, in order
     rows = load_dataset("json", data_files=str(path), split="train", cache_dir=str(tmp_path / "cache"))
     assert len(rows) == len(groups) == STEPS * 2
@@ -59,7 +62,7 @@ def test_tevatron_jsonl_holds_the_groups_ours_trains_on_in_tevatrons_fields(tiny
 
 def test_scoring_pairs_are_the_first_dl19_queries_first_stage_top_10(tiny):
     _, _, data = tiny
-    rows = bench_peers.scoring_rows(data)
+    rows = scoring_rows(data, "dev")
     dev = {json.loads(line)["qid"] for line in (MINI / "queries.jsonl").read_text().splitlines()
            if json.loads(line)["split"] == "dev"}
     run = read_run(MINI / "candidates.tsv")
@@ -73,9 +76,9 @@ def test_scoring_pairs_are_the_first_dl19_queries_first_stage_top_10(tiny):
 
 def test_a_missing_peers_venv_or_a_failing_peer_is_one_error(tmp_path):
     with pytest.raises(InputError, match="make peers-setup"):
-        bench_peers.check_peers(tmp_path / "missing" / "python")
+        check_peers(tmp_path / "missing" / "python")
     with pytest.raises(InputError, match=r"flag_score.py failed \(exit status 2\)(.|\n)*--model"):
-        bench_peers.run_peer(sys.executable, "flag_score.py", [], 1, tmp_path)
+        run_peer(sys.executable, "flag_score.py", [], 1, tmp_path)
 
 
 def test_the_table_prints_every_row_and_the_ratios_against_their_goals():

@@ -69,7 +69,8 @@ def _p(values: dict, row: dict, against, measure: str) -> str:
 def print_results(job: JobFolder) -> None:
     print(table(job))
     print("p: two-sided paired t-test over the split's queries, against step 0 and against the first stage (uncorrected)")
-    data, measure = job.config().data, job.config().get("select_by")
+    cfg = job.config()
+    data, measure = cfg.data, cfg.get("select_by")
     if data.get("held_out_splits"):
         step = chosen_step(job.metrics(), data.eval_splits[0], measure)
         print(f"checkpoint chosen on {data.eval_splits[0]} by {measure}: step {step}; "

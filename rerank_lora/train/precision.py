@@ -31,6 +31,11 @@ def cpu_features() -> dict:
     return {"model_name": name, **{flag: flag in flags for flag in FEATURE_FLAGS}}
 
 
+def has_bf16_instructions(features: dict) -> bool:
+    """`cpu_features`' answer to: does this chip have bf16 matrix instructions (AMX or AVX-512 BF16)?"""
+    return any(features[flag] for flag in BF16_FLAGS)
+
+
 def resolve_precision(precision: str, accelerator: str) -> str:
     """`precision` as a Lightning precision: `auto` becomes bf16-mixed or 32-true, anything else is kept."""
     if str(precision) != "auto":
@@ -38,7 +43,7 @@ def resolve_precision(precision: str, accelerator: str) -> str:
     if accelerator in ("gpu", "cuda"):
         return "bf16-mixed"
     features = cpu_features()
-    if not any(features[flag] for flag in BF16_FLAGS):
+    if not has_bf16_instructions(features):
         log.info("precision auto: 32-true (%s has no bf16 instructions)", features["model_name"])
         return "32-true"
     fp32, bf16 = (matmul_rate(seconds=0.5, bursts=4, dtype=dtype) for dtype in (torch.float32, torch.bfloat16))
