@@ -27,7 +27,7 @@ from rerank_lora.evaluation.evaluator import Evaluator
 from rerank_lora.evaluation.selection import check_select_by, missing_held_out, score_held_out
 from rerank_lora.evaluation.table import print_results
 from rerank_lora.job_folder import COMPLETED, FAILED, TRAINER_STATE, JobFolder, JobFolderBusy, writes_job_folder
-from rerank_lora.model.backbone import ModelSpec, load_backbone
+from rerank_lora.model.backbone import ModelSpec, compile_layers, load_backbone
 from rerank_lora.model.lora import LoraSpec, add_lora, target_modules
 from rerank_lora.model.reranker import Optim, Reranker
 from rerank_lora.train.callbacks import CheckpointSchedule, FirstStepTimer
@@ -107,6 +107,8 @@ def build_reranker(cfg: DictConfig) -> tuple[Reranker, object]:
     projections = target_modules(cfg.targets.modules, model.modules)  # bad values fail before the model loads
     backbone, tokenizer = load_backbone(model, cfg.trainer.get("gradient_checkpointing", False))
     backbone = add_lora(backbone, lora, projections)
+    if cfg.trainer.get("compile", False):
+        compile_layers(backbone)
     optim, chunks = to_spec(Optim, cfg.optim, "optim"), cfg.trainer.get("length_chunks")
     if chunks is not None:
         check_int("trainer.length_chunks", chunks, 1, "pairs scored at a time in training; null: the whole batch")

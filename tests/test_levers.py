@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import TINY, kill_after_checkpoint, metrics_rows, model_metrics, run_module, specs
+from conftest import TINY, compose_job, kill_after_checkpoint, metrics_rows, model_metrics, run_module, specs
 from rerank_lora.analysis.probing import final_norm
 from rerank_lora.data.bm25 import BM25
 from rerank_lora.data.collection import load_collection
@@ -15,6 +15,7 @@ from rerank_lora.errors import InputError
 from rerank_lora.job_folder import JobFolder
 from rerank_lora.model.backbone import ModelSpec, load_backbone
 from rerank_lora.model.reranker import Reranker
+from rerank_lora.run import build_reranker
 from rerank_lora.train import precision
 
 
@@ -29,6 +30,25 @@ def test_a_backbone_cut_to_k_layers_scores_from_layer_k():
         layer_2 = whole(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[2]
         reference = final_norm(whole)(layer_2)[torch.arange(3), mask.sum(1) - 1]
         assert torch.allclose(Reranker(cut, 2).pooled(ids, mask), reference, atol=1e-6)
+
+
+def test_compiled_layers_score_and_learn_as_the_plain_ones():
+    rerankers = []
+    for compiled in (False, True):
+        torch.manual_seed(0)  # the same LoRA and head initialisation
+        rerankers.append(build_reranker(compose_job([*TINY, f"trainer.compile={compiled}"]))[0].train())
+    plain, compiled = rerankers
+    assert compiled.state_dict().keys() == plain.state_dict().keys()  # checkpoints and adapters read the same
+    ids, mask = torch.randint(10, 500, (4, 9)), torch.ones(4, 9, dtype=torch.long)
+    mask[1, 6:] = 0
+    for length in (9, 7):  # a second length: the dynamic graph, no shape baked in
+        scores = [r.training_scores(ids[:, :length], mask[:, :length]) for r in rerankers]
+        assert torch.allclose(scores[0], scores[1], atol=1e-5)
+    scores[0].sum().backward()
+    scores[1].sum().backward()
+    grads = [{n: p.grad for n, p in r.named_parameters() if p.requires_grad} for r in rerankers]
+    assert grads[0].keys() == grads[1].keys() and all(torch.allclose(grads[0][n], grads[1][n], atol=1e-5) for n in grads[0])
+    assert any(grads[1][n].abs().sum() > 0 for n in grads[1] if "lora_B" in n)
 
 
 @pytest.mark.parametrize("value, phrase", [(4, "accepted: 1..3"), (0, "an integer >= 1"), ("x", "an integer >= 1")])
