@@ -30,6 +30,8 @@ LEVERS = {
     "LoRA rank 32 (lora.rank=32)": ["lora.rank=32"],
     "attention LoRA only (targets=attn)": ["targets=attn"],
     "probe head (head.init=probe)": ["head.init=probe"],
+    "compiled layers (trainer.compile=true)": ["trainer.compile=true"],
+    "all 30 layers, compiled": ["model.num_layers=null", "trainer.compile=true"],
     "bf16 autocast (trainer.precision=bf16-mixed)": ["trainer.precision=bf16-mixed"],
 }
 
