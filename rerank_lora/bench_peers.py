@@ -11,8 +11,7 @@ max length 160, LoRA r 8 / alpha 16 / dropout 0 on all seven projections, lr 1e-
 ours trains through its own Lightning path (trainer.fit on the job's data module, batches scored length_chunks
 pairs at a time), Tevatron through its own driver (reranker_model_type sequence_classification, as RankLLaMA);
 both time only the steps after the warm-up, from the end of the last warm-up step to the end of the last step.
-Ours trains twice, without and with trainer.compile=true (each decoder layer compiled by torch.compile; the
-compile falls in the warm-up steps): the training ratio is the compiled row's, the other is printed beside it.
+Ours trains twice, plain and with trainer.compile=true (compiled in the warm-up): the ratio is the compiled row's.
 Scoring: the first scoring_queries DL19 (split `dev`) queries' first-stage top 10, raw texts; ours through
 evaluator.score on length-sorted batches with the LoRA merged (FlagLLMReranker merges a peft adapter on load), each
 side after a short untimed warm-up. The peers run in their own venv (`make peers-setup`), one at a time.
@@ -44,6 +43,16 @@ from rerank_lora.errors import InputError
 from rerank_lora.model.backbone import gguf_cache
 from rerank_lora.peers.inputs import group_texts, scoring_rows, tevatron_row
 from rerank_lora.peers.process import check_peers, run_peer
+from rerank_lora.peers.report import (
+    FLAG_DEFAULT,
+    FLAG_TUNED,
+    OURS_30,
+    OURS_30_COMPILED,
+    OURS_30_UNMERGED,
+    TEVATRON,
+    ratios,
+    table,
+)
 from rerank_lora.run import build_reranker
 from rerank_lora.tables import write_jsonl
 from rerank_lora.train.precision import cpu_features
@@ -57,7 +66,7 @@ DEFAULTS = {
     "scoring_queries": 20,  # the first DL19 queries, each with its first-stage top 10
     "flag_tuned": {"batch_size": 16, "max_length": 160},  # FlagLLMReranker's second, tuned run
     "peers_python": ".venv-peers/bin/python",
-    "compiled_row": True,  # also ours trained with trainer.compile=true (the training ratio's row when present)
+    "compiled_row": True,  # also ours trained with trainer.compile=true (then the training ratio's row)
     "default_layers_row": True,  # also ours with the default job's 12 layers (an extra row, not in the ratios)
     "output": None,  # a file for the JSON report; none: printed
 }
@@ -70,16 +79,7 @@ HEAD_TO_HEAD = [
     "trainer=cpu", "trainer.precision=32-true", "trainer.gradient_checkpointing=false",
     "+trainer.enable_progress_bar=false", "+trainer.enable_model_summary=false",  # Tevatron's bar is off too
 ]
-OURS_30, OURS_30_UNMERGED = "ours (30 layers)", "ours (30 layers, LoRA unmerged)"
-OURS_30_COMPILED = "ours (30 layers, trainer.compile=true)"
-TEVATRON = "Tevatron reranker trainer (30 layers)"
-FLAG_DEFAULT, FLAG_TUNED = "FlagLLMReranker defaults (30 layers)", "FlagLLMReranker tuned (30 layers)"
-# name: (ours, peer, goal for ours / peer); a ratio is reported when both rows were measured
-RATIOS = {
-    "training": (OURS_30_COMPILED, TEVATRON, 1.3),
-    "training without compile": (OURS_30, TEVATRON, 1.3),
-    "scoring": (OURS_30, FLAG_TUNED, 2.0),
-}
+
 
 
 class StepClock(L.Callback):
@@ -184,26 +184,6 @@ def machine(load_at_start: float) -> dict:
     }
 
 
-def settings_text(row: dict) -> str:
-    return " ".join(f"{k}={v}" for k, v in row.get("settings", {}).items() if k not in ("lora", "device"))
-
-
-def table(report: dict) -> str:
-    """The rows, then the ratios against their goals."""
-    lines = [f"{'task':9}{'who':44}{'pairs/s':>9}{'seconds':>9}{'pairs':>7}  settings"]
-    for task in ("training", "scoring"):
-        for who, row in report[task].items():
-            lines.append(f"{task:9}{who:44}{row['pairs_per_s']:9.2f}{row['seconds']:9.1f}{row['pairs']:7d}  {settings_text(row)}")
-    for task, ratio in report["ratios"].items():
-        verdict = "met" if ratio["value"] >= ratio["goal"] else "NOT met"
-        lines.append(f"ratio {task}: {ratio['value']:.2f} ({ratio['of']}); goal >= {ratio['goal']}: {verdict}")
-    host = report["machine"]
-    load = host["load_average"]
-    lines.append(f"machine: {host['cpu']}, {host['cpus']} CPUs, torch threads {host['torch_threads']}, "
-                 f"1-minute load average {load['start']:.2f} at the start (other work), {load['end']:.2f} at the end")
-    return "\n".join(lines)
-
-
 def peer_rows(cfg, python: Path, inputs: dict[str, Path], args, threads: int, out: Path) -> dict:
     """Tevatron's training and FlagLLMReranker's scoring, with their JSON results."""
     data, lora = cfg.data, cfg.lora
@@ -244,16 +224,18 @@ def head_to_head(args, python: Path, out: Path) -> dict:
         "pairs": write_jsonl(out / "scoring_pairs.jsonl", scoring_rows(data, SPLIT)),
     }
     peers = peer_rows(cfg, python, inputs, args, torch.get_num_threads(), out)
-    training = {OURS_30: ours["training"]}
-    if args.compiled_row:
-        log.info("ours, all layers, trainer.compile=true: %d + %d training steps", args.warmup_steps, args.train_steps)
-        cfg = job_config(steps, layers_default=False, compile_layers=True)
-        compiled, _ = measure_ours(cfg, args.warmup_steps, args.scoring_queries, out / "ours-compiled", False, scoring=False)
-        training[OURS_30_COMPILED] = compiled["training"]
     return {
-        "training": {**training, **peers["training"]},
+        "training": {OURS_30: ours["training"], **peers["training"]},
         "scoring": {OURS_30: ours["scoring"], OURS_30_UNMERGED: ours["scoring_unmerged"], **peers["scoring"]},
     }
+
+
+def add_compiled(report: dict, args, out: Path) -> None:
+    """Ours on all layers trained with trainer.compile=true: the training ratio's row."""
+    cfg = job_config(args.warmup_steps + args.train_steps, layers_default=False, compile_layers=True)
+    log.info("ours, all layers, trainer.compile=true: %d + %d training steps", args.warmup_steps, args.train_steps)
+    compiled, _ = measure_ours(cfg, args.warmup_steps, args.scoring_queries, out / "ours-compiled", False, scoring=False)
+    report["training"][OURS_30_COMPILED] = compiled["training"]
 
 
 def add_default_layers(report: dict, args, out: Path) -> None:
@@ -265,15 +247,6 @@ def add_default_layers(report: dict, args, out: Path) -> None:
         report[task][f"ours (default {cfg.model.num_layers} layers; not in ratios)"] = extra[task]
 
 
-def ratios(report: dict) -> dict:
-    found = {}
-    for name, (ours, peer, goal) in RATIOS.items():
-        rows = report[name.split()[0]]
-        if ours in rows and peer in rows:
-            found[name] = {"value": rows[ours]["pairs_per_s"] / rows[peer]["pairs_per_s"], "of": f"{ours} / {peer}", "goal": goal}
-    return found
-
-
 def bench_peers(argv: list[str]):
     args = cli.parse_args(argv, DEFAULTS)
     check_counts(args)
@@ -282,6 +255,8 @@ def bench_peers(argv: list[str]):
     check_peers(python)
     with tempfile.TemporaryDirectory(prefix="bench-peers-") as scratch:
         report = head_to_head(args, python, Path(scratch))
+        if args.compiled_row:
+            add_compiled(report, args, Path(scratch))
         if args.default_layers_row:
             add_default_layers(report, args, Path(scratch))
     report |= {"ratios": ratios(report), "machine": machine(load_at_start), "arguments": OmegaConf.to_container(args)}

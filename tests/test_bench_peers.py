@@ -13,6 +13,7 @@ from conftest import MINI
 from rerank_lora import bench_peers
 from rerank_lora.data.trec_files import read_run
 from rerank_lora.errors import InputError
+from rerank_lora.peers import report as peers_report
 from rerank_lora.peers.inputs import group_texts, scoring_rows, tevatron_row
 from rerank_lora.peers.process import check_peers, run_peer
 from rerank_lora.tables import write_jsonl
@@ -86,16 +87,16 @@ def test_the_table_prints_every_row_and_the_ratios_against_their_goals():
         return {"pairs_per_s": rate, "seconds": 10 / rate, "pairs": 10, "settings": {"batch_size": 16}}
 
     report = {
-        "training": {bench_peers.OURS_30: row(2.2), bench_peers.OURS_30_COMPILED: row(3.0), bench_peers.TEVATRON: row(2.0)},
-        "scoring": {bench_peers.OURS_30: row(10.0), bench_peers.FLAG_TUNED: row(6.0), bench_peers.FLAG_DEFAULT: row(2.0)},
+        "training": {peers_report.OURS_30: row(2.2), peers_report.OURS_30_COMPILED: row(3.0), peers_report.TEVATRON: row(2.0)},
+        "scoring": {peers_report.OURS_30: row(10.0), peers_report.FLAG_TUNED: row(6.0), peers_report.FLAG_DEFAULT: row(2.0)},
         "machine": {"cpu": "AMD EPYC", "cpus": 2, "torch_threads": 2, "load_average": {"start": 0.1, "end": 1.9}},
     }
-    report["ratios"] = bench_peers.ratios(report)
+    report["ratios"] = peers_report.ratios(report)
     assert report["ratios"]["training"]["value"] == pytest.approx(1.5)
-    printed = bench_peers.table(report)
+    printed = peers_report.table(report)
     assert "ratio training: 1.50" in printed and "goal >= 1.3: met" in printed
     assert "ratio training without compile: 1.10" in printed and "goal >= 1.3: NOT met" in printed
     assert "ratio scoring: 1.67" in printed and "goal >= 2.0: NOT met" in printed
-    del report["training"][bench_peers.OURS_30_COMPILED]  # compiled_row=false: no compiled ratio
-    assert set(bench_peers.ratios(report)) == {"training without compile", "scoring"}
-    assert bench_peers.FLAG_DEFAULT in printed and "AMD EPYC" in printed and "0.10 at the start" in printed
+    del report["training"][peers_report.OURS_30_COMPILED]  # compiled_row=false: no compiled ratio
+    assert set(peers_report.ratios(report)) == {"training without compile", "scoring"}
+    assert peers_report.FLAG_DEFAULT in printed and "AMD EPYC" in printed and "0.10 at the start" in printed
