@@ -81,7 +81,6 @@ HEAD_TO_HEAD = [
 ]
 
 
-
 class StepClock(L.Callback):
     """perf_counter at the start and the end of each training step, and each step's attention mask."""
 
