@@ -25,7 +25,8 @@ from rerank_lora.train.precision import BF16_FLAGS, cpu_features, has_bf16_instr
 LEVERS = {
     "default": [],
     "all 30 layers (model.num_layers=null)": ["model.num_layers=null"],
-    "whole training batches (trainer.length_chunks=null)": ["trainer.length_chunks=null"],
+    "padded training batches (trainer.packed=false)": ["trainer.packed=false"],
+    "padded, 4 pairs at a time by length": ["trainer.packed=false", "trainer.length_chunks=4"],
     "LoRA dropout 0.1 (lora.dropout=0.1)": ["lora.dropout=0.1"],
     "LoRA rank 32 (lora.rank=32)": ["lora.rank=32"],
     "attention LoRA only (targets=attn)": ["targets=attn"],

@@ -8,10 +8,10 @@ not in the ratios), converted once from the packaged GGUF (model.gguf_cache), in
 torch threads. Training: the training stream's first (warmup_steps + train_steps) x 2 groups of 1 positive + 3
 negatives (written to a JSONL in Tevatron's training format, so Tevatron reads them through its own dataset code),
 max length 160, LoRA r 8 / alpha 16 / dropout 0 on all seven projections, lr 1e-3, no gradient checkpointing;
-ours trains through its own Lightning path (trainer.fit on the job's data module, batches scored length_chunks
-pairs at a time), Tevatron through its own driver (reranker_model_type sequence_classification, as RankLLaMA);
+ours trains through its own Lightning path (trainer.fit on the job's data module, each batch packed into one row,
+as the default job trains), Tevatron through its own driver (reranker_model_type sequence_classification, as RankLLaMA);
 both time only the steps after the warm-up, from the end of the last warm-up step to the end of the last step.
-Ours trains twice, plain and with trainer.compile=true (compiled in the warm-up): the ratio is the compiled row's.
+Ours trains twice, as the default job and with trainer.compile=true (compiled in the warm-up), each with its ratio.
 Scoring: the first scoring_queries DL19 (split `dev`) queries' first-stage top 10, raw texts; ours through
 evaluator.score on length-sorted batches with the LoRA merged (FlagLLMReranker merges a peft adapter on load), each
 side after a short untimed warm-up. The peers run in their own venv (`make peers-setup`), one at a time.
@@ -66,7 +66,7 @@ DEFAULTS = {
     "scoring_queries": 20,  # the first DL19 queries, each with its first-stage top 10
     "flag_tuned": {"batch_size": 16, "max_length": 160},  # FlagLLMReranker's second, tuned run
     "peers_python": ".venv-peers/bin/python",
-    "compiled_row": True,  # also ours trained with trainer.compile=true (then the training ratio's row)
+    "compiled_row": True,  # also ours trained with trainer.compile=true (a second training ratio)
     "default_layers_row": True,  # also ours with the default job's 12 layers (an extra row, not in the ratios)
     "output": None,  # a file for the JSON report; none: printed
 }
@@ -117,9 +117,12 @@ def job_config(steps: int, layers_default: bool, model: str = "smollm2", compile
     return cli.parse_job_overrides([*overrides, f"trainer.max_steps={steps}", f"trainer.compile={compile_layers}"])
 
 
-def computed_tokens(mask: torch.Tensor, chunk: int | None) -> int:
-    """Tokens a training batch computes, padding included: scored `chunk` pairs at a time by length, each chunk
-    cut to its longest pair (Reranker.training_scores), or the whole batch padded to its longest."""
+def computed_tokens(mask: torch.Tensor, chunk: int | None, packed: bool) -> int:
+    """Tokens a training batch's projections and MLPs compute, padding included: packed, only its real ones;
+    else scored `chunk` pairs at a time by length, each chunk cut to its longest pair (Reranker.training_scores),
+    or the whole batch padded to its longest."""
+    if packed:
+        return int(mask.sum())
     if chunk is None:
         return mask.numel()
     lengths = mask.sum(dim=1).sort().values
@@ -138,8 +141,8 @@ def train_ours(cfg, reranker, data: RerankDataModule, warmup: int, out: Path) ->
     return {
         "pairs_per_s": pairs / seconds, "seconds": seconds, "steps": timed, "warmup_steps": warmup, "pairs": pairs,
         "tokens_per_pair": sum(int(m.sum()) for m in masks) / pairs,
-        "computed_tokens_per_pair": sum(computed_tokens(m, chunk) for m in masks) / pairs,
-        "settings": {"precision": cfg.trainer.precision, "length_chunks": chunk,
+        "computed_tokens_per_pair": sum(computed_tokens(m, chunk, reranker.packed) for m in masks) / pairs,
+        "settings": {"precision": cfg.trainer.precision, "packed": reranker.packed, "length_chunks": chunk,
                      "num_layers": reranker.backbone.config.num_hidden_layers, "compile": cfg.trainer.compile},
     }
 
@@ -230,7 +233,7 @@ def head_to_head(args, python: Path, out: Path) -> dict:
 
 
 def add_compiled(report: dict, args, out: Path) -> None:
-    """Ours on all layers trained with trainer.compile=true: the training ratio's row."""
+    """Ours on all layers trained with trainer.compile=true: the second training ratio's row."""
     cfg = job_config(args.warmup_steps + args.train_steps, layers_default=False, compile_layers=True)
     log.info("ours, all layers, trainer.compile=true: %d + %d training steps", args.warmup_steps, args.train_steps)
     compiled, _ = measure_ours(cfg, args.warmup_steps, args.scoring_queries, out / "ours-compiled", False, scoring=False)

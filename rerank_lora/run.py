@@ -29,6 +29,7 @@ from rerank_lora.evaluation.table import print_results
 from rerank_lora.job_folder import COMPLETED, FAILED, TRAINER_STATE, JobFolder, JobFolderBusy, writes_job_folder
 from rerank_lora.model.backbone import ModelSpec, compile_layers, load_backbone
 from rerank_lora.model.lora import LoraSpec, add_lora, target_modules
+from rerank_lora.model.packing import use_packing
 from rerank_lora.model.reranker import Optim, Reranker
 from rerank_lora.train.callbacks import CheckpointSchedule, FirstStepTimer
 from rerank_lora.train.loggers import finish, make_logger
@@ -106,13 +107,16 @@ def build_reranker(cfg: DictConfig) -> tuple[Reranker, object]:
     model, lora = to_spec(ModelSpec, cfg.model, "model"), to_spec(LoraSpec, cfg.lora, "lora")
     projections = target_modules(cfg.targets.modules, model.modules)  # bad values fail before the model loads
     backbone, tokenizer = load_backbone(model, cfg.trainer.get("gradient_checkpointing", False))
+    packed = cfg.trainer.get("packed", False)
+    if packed:
+        use_packing(backbone)
     backbone = add_lora(backbone, lora, projections)
     if cfg.trainer.get("compile", False):
         compile_layers(backbone)
     optim, chunks = to_spec(Optim, cfg.optim, "optim"), cfg.trainer.get("length_chunks")
     if chunks is not None:
         check_int("trainer.length_chunks", chunks, 1, "pairs scored at a time in training; null: the whole batch")
-    return Reranker(backbone, cfg.data.group_size, optim, chunks), tokenizer
+    return Reranker(backbone, cfg.data.group_size, optim, chunks, packed), tokenizer
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base=None)

@@ -8,7 +8,7 @@ from rerank_lora.train.precision import FEATURE_FLAGS
 
 
 def test_each_lever_is_measured_alone_and_bf16_is_skipped_without_bf16_instructions(monkeypatch):
-    levers = {"default": [], "whole batches": ["trainer.length_chunks=null"], "bf16": ["trainer.precision=bf16-mixed"]}
+    levers = {"default": [], "padded batches": ["trainer.packed=false"], "bf16": ["trainer.precision=bf16-mixed"]}
     monkeypatch.setattr(bench_levers, "LEVERS", levers)
     monkeypatch.setattr(bench_levers, "cpu_features", lambda: {"model_name": "a CPU", **dict.fromkeys(FEATURE_FLAGS, False)})
     monkeypatch.setattr(bench_levers, "peaks", lambda gpu: {"32-true": 0.1, "bf16-mixed": 0.001})
@@ -20,8 +20,8 @@ def test_each_lever_is_measured_alone_and_bf16_is_skipped_without_bf16_instructi
 
     monkeypatch.setattr(bench_levers, "prepare", recording_prepare)
     report = bench_levers.bench_levers(["model=tiny_llama"])
-    assert [row["lever"] for row in report["rows"]] == ["default", "whole batches"]
-    assert [job.reranker.length_chunks for job in prepared] == [4, None]  # the lever, and only it, changed
+    assert [row["lever"] for row in report["rows"]] == ["default", "padded batches"]
+    assert [job.reranker.packed for job in prepared] == [True, False]  # the lever, and only it, changed
     for row in report["rows"]:
         assert row["precision"] == "32-true" and row["scoring_pairs_per_s"] > 0 and row["training_pairs_per_s"] > 0
         assert row["training_to_scoring"] == pytest.approx(row["training_pairs_per_s"] / row["scoring_pairs_per_s"])

@@ -11,6 +11,7 @@ from torch import nn
 
 from rerank_lora import faults
 from rerank_lora.errors import TrainingDiverged
+from rerank_lora.model.packing import PackedBatch
 
 ADAPTER_FILE, ADAPTER_CONFIG = "adapter_model.safetensors", "adapter_config.json"  # peft's names
 HEAD_FILE = "head.safetensors"
@@ -30,7 +31,10 @@ class Reranker(L.LightningModule):
     """Scores `query: {q} document: {d}</s>` pairs; trained with softmax cross-entropy over groups
     of one positive (first) and group_size - 1 negatives."""
 
-    def __init__(self, backbone: nn.Module, group_size: int, optim: Optim | None = None, length_chunks: int | None = None):
+    def __init__(
+        self, backbone: nn.Module, group_size: int, optim: Optim | None = None, length_chunks: int | None = None,
+        packed: bool = False,
+    ):
         super().__init__()
         self.backbone = backbone
         # No bias: a softmax over a group is blind to a shift of all its scores, so a bias would learn nothing but
@@ -40,6 +44,7 @@ class Reranker(L.LightningModule):
         self.group_size = group_size
         self.optim = optim or Optim()
         self.length_chunks = length_chunks  # training: score a batch in this many pairs at a time, by length
+        self.packed = packed  # training: each batch (or chunk) packed into one row; the backbone uses packing.PACKED
         self.strict_loading = False  # resume checkpoints hold only the trained weights
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
@@ -56,19 +61,30 @@ class Reranker(L.LightningModule):
         last = attention_mask.sum(dim=1) - 1
         return hidden[torch.arange(hidden.size(0), device=hidden.device), last].float()
 
-    def by_length(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, size: int) -> torch.Tensor:
+    def packed_scores(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """forward's scores, computed with the batch packed into one row (model/packing.py): no padding computed."""
+        batch = PackedBatch.of(input_ids, attention_mask)
+        hidden = self.backbone(
+            input_ids=batch.input_ids, position_ids=batch.position_ids, padded_view=batch.padded_view, use_cache=False
+        ).last_hidden_state
+        return self.head(hidden[0, batch.last].float()).squeeze(-1)
+
+    def by_length(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, size: int, score=None) -> torch.Tensor:
         """The scores of a right-padded batch, computed `size` pairs at a time in order of length, each chunk cut
         to its own longest pair: a training batch mixes short and long passages, and padding is computed too."""
+        score = score or self
         lengths = attention_mask.sum(dim=1)
         order = lengths.argsort()
-        parts = [self(input_ids[c, : lengths[c].max()], attention_mask[c, : lengths[c].max()]) for c in order.split(size)]
+        parts = [score(input_ids[c, : lengths[c].max()], attention_mask[c, : lengths[c].max()]) for c in order.split(size)]
         return torch.cat(parts)[order.argsort()]
 
     def training_scores(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """The scores of a training batch, by length in chunks of `length_chunks` pairs when set."""
+        """The scores of a training batch: packed into one row when `packed`, by length in chunks of `length_chunks`
+        pairs when set (each chunk its own row when packed too)."""
+        score = self.packed_scores if self.packed else self
         if self.length_chunks is None:
-            return self(input_ids, attention_mask)
-        return self.by_length(input_ids, attention_mask, self.length_chunks)
+            return score(input_ids, attention_mask)
+        return self.by_length(input_ids, attention_mask, self.length_chunks, score)
 
     def training_step(self, batch, batch_idx):
         scores = self.training_scores(batch["input_ids"], batch["attention_mask"]).view(-1, self.group_size)

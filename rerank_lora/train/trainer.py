@@ -8,7 +8,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from rerank_lora.train.precision import resolve_precision
 
-OWN_KEYS = ("gradient_checkpointing", "length_chunks", "compile")  # how the model runs: read by run.build_reranker
+OWN_KEYS = ("gradient_checkpointing", "length_chunks", "packed", "compile")  # how the model runs: run.build_reranker reads them
 
 
 def make_trainer(trainer_cfg: DictConfig, logger, callbacks: list, out_dir: Path, precision: str | None = None) -> L.Trainer:
