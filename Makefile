@@ -45,7 +45,7 @@ fault-soak: setup  ## kill tiny jobs at random moments and dangerous points unti
 bench: setup  ## scoring and training pairs/s for SmolLM2 on this machine
 	$(BIN)/python -m rerank_lora.bench $(ARGS)
 
-bench-levers: setup  ## the same for the default and each lever that changes cost (layers, chunks, dropout, rank, targets, probe, compile, bf16)
+bench-levers: setup  ## the same for the default and each lever that changes cost (layers, packing, chunks, dropout, rank, targets, probe, compile, bf16)
 	$(BIN)/python -m rerank_lora.bench_levers $(ARGS)
 
 clean:  ## remove outputs (keeps the venv and the model cache)
