@@ -84,9 +84,10 @@ def assumptions(planner, device: dict, capacity_gb: float, cells: list[dict]) ->
     share = max((c["flops"]["attention_share"] for c in cells), default=0.0)
     return device | {
         "tokens": planner.token_source(),
-        "flops": "forward 2·N·T (N non-embedding parameters, T tokens computed: padded) + attention 4·L·d_attn·s² per "
-                 "sequence; a LoRA step = 2 forward-equivalents (backward through frozen weights), 3 with gradient "
-                 f"checkpointing; scoring = 1 (attention's term: at most {share:.1%} of a cell's FLOPs here)",
+        "flops": "forward 2·N·T (N non-embedding parameters, T tokens computed: padded, real where packed) "
+                 "+ attention 4·L·d_attn·s² per sequence; a LoRA step = 2 forward-equivalents (backward through frozen "
+                 f"weights), 3 with gradient checkpointing; scoring = 1 (attention's term: at most {share:.1%} of a "
+                 "cell's FLOPs here)",
         "memory": f"capacity {capacity_gb:.0f} GB; weights x bytes(model.dtype) + (LoRA + head) x 16 B + activations of "
                   "one micro-batch at max_length (Korthikanti et al. 2022; see rerank_lora/planning/memory.py)",
     }

@@ -75,7 +75,9 @@ def tiny_backbone(name: str):
 def test_flops_of_a_tiny_model_are_2NT_with_N_counted_on_the_model():
     cfg, backbone = tiny_backbone("tiny_llama")
     parameters = sum(p.numel() for n, p in backbone.named_parameters() if "embed" not in n)
-    (cell,) = plan.plan(["model=tiny_llama", "lora.rank=4", "targets=all", "trainer.max_steps=6", "json=true"])["cells"]
+    job = ["model=tiny_llama", "lora.rank=4", "targets=all", "trainer.max_steps=6", "json=true"]
+    (cell,) = plan.plan([*job, "trainer.packed=false"])["cells"]
+    (packed,) = plan.plan(job)["cells"]  # the default: packed training batches compute no padding outside attention
     assert cell["non_embedding_parameters"] == parameters
     tokenizer, _, _ = find_tokenizer(dict(cfg.model), cfg.cache_dir)
     groups = TokenSample(to_spec(DataSpec, cfg.data, "data"), tokenizer, cfg.seed).data.train_set
@@ -84,6 +86,8 @@ def test_flops_of_a_tiny_model_are_2NT_with_N_counted_on_the_model():
     computed = sum(b["input_ids"].numel() for b in batches)  # padded to each batch's longest, as the job pads
     assert cell["training_tokens_padded"] == computed
     assert cell["training_tokens"] == sum(int(b["attention_mask"].sum()) for b in batches)
+    assert packed["training_tokens_padded"] == packed["training_tokens"] == cell["training_tokens"] < computed
+    assert packed["flops"]["train"] - packed["flops"]["train_matmul"] == cell["flops"]["train"] - cell["flops"]["train_matmul"]
     assert cell["step_passes"] == 2 and not cell["gradient_checkpointing"]
     assert cell["flops"]["train_matmul"] == pytest.approx(2 * 2 * parameters * computed)
     assert cell["flops"]["train"] > cell["flops"]["train_matmul"]  # + attention's quadratic term

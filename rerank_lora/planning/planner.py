@@ -46,7 +46,8 @@ class Planner:
         if self.options.tokens_per_pair:
             return f"tokens_per_pair={self.options.tokens_per_pair} (stated; unpadded)"
         counted = "; ".join(f"{', '.join(models)}: {how}" for how, models in self.sources.items())
-        return f"counted ({counted}), batched as the job batches them: each batch padded to its longest pair"
+        return (f"counted ({counted}), batched as the job batches them: each batch padded to its longest pair, a "
+                "packed training batch (trainer.packed) computing only its real tokens outside attention")
 
     def cell(self, index: int, cell: Cell, rate, capacity_gb: float) -> dict:
         cfg, model = cell.cfg, _model(cell)

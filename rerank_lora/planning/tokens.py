@@ -2,7 +2,8 @@
 is local (data.loader=files, e.g. the shipped MS MARCO mini set), tokenised with the model's tokenizer (else
 SmolLM2's) and batched exactly as the job batches it; for data that is not local (data=msmarco) the shipped
 mini set, which holds MS MARCO passages, stands in with the cell's lengths and batch shapes; or a stated
-`tokens_per_pair`. Padded tokens are what is computed: every batch is padded to its longest pair."""
+`tokens_per_pair`. Padded tokens are what is computed: every batch is padded to its longest pair, except that a
+packed training batch (trainer.packed) computes only its real tokens outside attention."""
 
 import dataclasses
 from dataclasses import dataclass
@@ -21,8 +22,8 @@ PROXY_DEPTH = 100  # the shipped set's BM25 candidates per query
 
 @dataclass(frozen=True)
 class Tokens:
-    """Token counts of some pairs: real tokens, padded tokens (computed), and the sum over sequences of the
-    padded length squared (attention's quadratic term)."""
+    """Token counts of some pairs: real tokens, padded tokens (what the projections and MLPs compute), and the sum
+    over sequences of the padded length squared (attention's quadratic term)."""
 
     pairs: float = 0.0
     real: float = 0.0
@@ -43,10 +44,11 @@ class Tokens:
         return Tokens(pairs, self.real * factor, self.padded * factor, self.square * factor)
 
 
-def batch(lengths: list[int]) -> Tokens:
-    """One batch padded to its longest sequence."""
+def batch(lengths: list[int], packed: bool = False) -> Tokens:
+    """One batch padded to its longest sequence; packed (model/packing.py), only attention sees the padding."""
     width = max(lengths)
-    return Tokens(len(lengths), sum(lengths), len(lengths) * width, len(lengths) * width**2)
+    computed = sum(lengths) if packed else len(lengths) * width
+    return Tokens(len(lengths), sum(lengths), computed, len(lengths) * width**2)
 
 
 def assumed(tokens_per_pair: float) -> Tokens:
@@ -63,15 +65,15 @@ class TokenSample:
         self.data = RerankDataModule(load_collection(spec), tokenizer, spec, seed)
         self.splits: dict[str, Tokens] = {}
 
-    def training(self, groups: int) -> Tokens:
-        """The first `groups` groups of the training stream in micro-batches of queries_per_batch groups
-        (counted up to SAMPLE_GROUPS, then scaled)."""
+    def training(self, groups: int, packed: bool) -> Tokens:
+        """The first `groups` groups of the training stream in micro-batches of queries_per_batch groups, each
+        packed or padded (counted up to SAMPLE_GROUPS, then scaled)."""
         per_batch = self.spec.queries_per_batch
         counted = min(groups, max(SAMPLE_GROUPS, per_batch)) // per_batch * per_batch
         total = Tokens()
         for start in range(0, counted, per_batch):
             pairs = [p for k in range(start, start + per_batch) for p in self.data.train_set.group(k)]
-            total += batch([len(p) for p in pairs])
+            total += batch([len(p) for p in pairs], packed)
         return total.scaled(groups * self.spec.group_size)
 
     def scoring(self, split: str) -> Tokens:

@@ -63,7 +63,8 @@ def workload(trainer: dict, schedule: dict, spec: DataSpec, sample: TokenSample 
     checkpoints = checkpoint_steps(steps, **schedule)
     scored = {split: split_pairs(spec, split, sample) for split in spec.eval_splits}
     held_out = {split: split_pairs(spec, split, sample) for split in spec.held_out_splits}
-    train = sample.training(groups) if per_pair is None else per_pair.scaled(groups * spec.group_size)
+    packed = bool(trainer.get("packed", False))
+    train = sample.training(groups, packed) if per_pair is None else per_pair.scaled(groups * spec.group_size)
     scoring = scoring_tokens(spec, scored, sample, per_pair) * len(checkpoints)
     if held_out:
         scoring += scoring_tokens(spec, held_out, sample, per_pair) * HELD_OUT_EVALUATIONS
