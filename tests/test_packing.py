@@ -5,6 +5,7 @@ import torch
 
 from conftest import TINY, compose_job
 from rerank_lora.errors import InputError
+from rerank_lora.model.reranker import Reranker
 from rerank_lora.run import build_reranker
 
 
@@ -42,3 +43,9 @@ def test_a_packed_batch_scores_and_learns_as_the_padded_one(model, chunks):
 def test_packing_on_another_attention_is_one_error():
     with pytest.raises(InputError, match="accepted: sdpa"):
         build_reranker(compose_job([*TINY, "trainer.packed=true", "model.attn_implementation=eager"]))
+
+
+def test_a_packed_reranker_refuses_a_backbone_without_packed_attention():
+    reranker, _ = build_reranker(compose_job([*TINY, "trainer.packed=false"]))
+    with pytest.raises(ValueError, match="packing.PACKED"):
+        Reranker(reranker.backbone, 4, packed=True)

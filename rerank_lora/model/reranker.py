@@ -11,7 +11,7 @@ from torch import nn
 
 from rerank_lora import faults
 from rerank_lora.errors import TrainingDiverged
-from rerank_lora.model.packing import PackedBatch
+from rerank_lora.model.packing import PACKED, PackedBatch
 
 ADAPTER_FILE, ADAPTER_CONFIG = "adapter_model.safetensors", "adapter_config.json"  # peft's names
 HEAD_FILE = "head.safetensors"
@@ -44,7 +44,9 @@ class Reranker(L.LightningModule):
         self.group_size = group_size
         self.optim = optim or Optim()
         self.length_chunks = length_chunks  # training: score a batch in this many pairs at a time, by length
-        self.packed = packed  # training: each batch (or chunk) packed into one row; the backbone uses packing.PACKED
+        self.packed = packed  # training: each batch (or chunk) packed into one row
+        if packed and backbone.config._attn_implementation != PACKED:  # plain SDPA would attend across the pairs
+            raise ValueError("packed=True needs a backbone whose attention is packing.PACKED (packing.use_packing)")
         self.strict_loading = False  # resume checkpoints hold only the trained weights
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
