@@ -181,7 +181,7 @@ def test_splits_from_shipped_files_beside_ir_datasets(upstream):
     corpus, queries, qrels, run, _ = read_mini()
     dl19 = sorted(q["qid"] for q in queries if q["split"] == "dev")
     assert sorted(c.split_queries("dl19")) == dl19 and len(dl19) == 43
-    assert all(list(c.candidates[q]) == run[q][:100] for q in dl19)  # the shipped run's own ranking, to depth 100
+    assert all(set(c.candidates[q]) == set(run[q][:100]) for q in dl19)  # the shipped run's top 100 (ties: trec_eval's order)
     assert all(c.qrels[q] == qrels[q] for q in dl19)
     assert sorted(c.split_queries("dev_small")) == sorted(facts["chosen"]["dev_small"])
     assert all(len(c.candidates[q]) == DEPTH for q in facts["chosen"]["dev_small"])  # depth 1000: all of them

@@ -9,7 +9,8 @@ from conftest import job_dirs, metrics_rows
 
 @pytest.mark.slow
 def test_smollm2_default_job_trains_and_evaluates(run, tmp_path):
-    args = ["trainer.max_steps=3", "schedule=final", "data.eval_depth=3", "data.eval_splits=[dev]", "logger=csv"]
+    args = ["trainer.max_steps=3", "schedule=final", "data.eval_depth=3", "data.eval_splits=[dev]", "logger=csv",
+            "measures=[nDCG@3,RR@3]"]
     result = run("rerank_lora.run", args)
     assert result.returncode == 0, result.stderr[-3000:]
     (job,) = job_dirs(tmp_path)

@@ -119,12 +119,20 @@ def read_triples(path) -> list[tuple[str, str, str]]:
     return triples
 
 
+def ranked(scores: dict[str, float]) -> list[tuple[str, float]]:
+    """A query's (pid, score) best first, as trec_eval ranks them: by score, descending, and equal scores by pid
+    in descending strcmp order (trec_eval's comp_sim_docno; Python's str order is strcmp's on UTF-8 bytes).
+    The one tie rule: run files, cut-offs and every measure follow it."""
+    return sorted(scores.items(), key=lambda item: (item[1], item[0]), reverse=True)
+
+
 def write_run(run: dict[str, dict[str, float]], path, tag: str) -> None:
-    """Write a TREC run, each query's passages by descending score (ties by pid, as trec_eval)."""
+    """Write a TREC run, each query's passages in `ranked` order. Scores are written exactly (shortest repr), so
+    rounding makes no new ties and the file ranks as the run it came from."""
     _write_whole(path, (
-        f"{qid} Q0 {pid} {rank} {score:.6f} {tag}\n"
+        f"{qid} Q0 {pid} {rank} {float(score)!r} {tag}\n"
         for qid, scores in run.items()
-        for rank, (pid, score) in enumerate(sorted(scores.items(), key=lambda item: (-item[1], item[0])), start=1)
+        for rank, (pid, score) in enumerate(ranked(scores), start=1)
     ))
 
 
@@ -144,8 +152,6 @@ def _write_whole(path, lines) -> None:
 
 
 def top_k(run: dict[str, dict[str, float]], depth: int) -> dict[str, dict[str, float]]:
-    """Each query's `depth` best passages by score."""
-    return {
-        qid: dict(sorted(scores.items(), key=lambda item: (-item[1], item[0]))[:depth])
-        for qid, scores in run.items()
-    }
+    """Each query's `depth` best passages, in `ranked` order (so a measure @depth sees what it would see in the
+    whole run)."""
+    return {qid: dict(ranked(scores)[:depth]) for qid, scores in run.items()}

@@ -8,15 +8,16 @@ from typing import NamedTuple
 import ir_measures
 from scipy import stats
 
-from rerank_lora.evaluation.metrics import parse_measures
+from rerank_lora.evaluation.metrics import judged_run, parse_measures
 
 
 def per_query(qrels: dict, run: dict, names) -> dict[str, dict[str, float]]:
-    """{measure: {qid: value}} over the run's judged queries (the queries `metrics.compute` averages)."""
+    """{measure: {qid: value}} over the run's judged queries (the queries `metrics.compute` averages, ties
+    broken as it breaks them)."""
     measures = parse_measures(names)
-    judged = {q: qrels[q] for q in run if q in qrels}
+    judged, ordered = judged_run(qrels, run)
     values = {str(m): dict.fromkeys(judged, 0.0) for m in measures}
-    for row in ir_measures.iter_calc(measures, judged, {q: run[q] for q in judged}):
+    for row in ir_measures.iter_calc(measures, judged, ordered):
         values[str(row.measure)][row.query_id] = float(row.value)
     return values
 

@@ -15,9 +15,12 @@ SHOWN = ("nDCG@10", "RR(rel=2)@10")
 
 
 def table(job: JobFolder, shown=SHOWN) -> str:
+    """The job's rows by split and step; the `shown` measures it logged (none of them: its first two)."""
+    rows = sorted(job.metrics(), key=lambda r: (r["split"], r["step"] is not None, r["step"] or 0))
+    logged = [key for key in rows[0] if key not in ("step", "split", "ranker")] if rows else []
+    shown = [m for m in shown if m in logged] or logged[:2]
     head = " ".join(f"{m:>13} {'p(step0)':>8} {'p(first)':>8}" for m in shown)
     lines = [f"{'split':<8} {'ranker':<12} {'step':>6} {head}"]
-    rows = sorted(job.metrics(), key=lambda r: (r["split"], r["step"] is not None, r["step"] or 0))
     splits = {r["split"] for r in rows}
     values = {split: _per_query(job, split, {r["step"] for r in rows if r["split"] == split}, shown) for split in splits}
     if len(splits) > 1:
@@ -75,4 +78,7 @@ def print_results(job: JobFolder) -> None:
         step = chosen_step(job.metrics(), data.eval_splits[0], measure)
         print(f"checkpoint chosen on {data.eval_splits[0]} by {measure}: step {step}; "
               f"{', '.join(data.held_out_splits)} (held out) scored at step 0 and there only")
+    if data.get("allow_eval_queries_in_training"):
+        print("data.allow_eval_queries_in_training=true: training may include evaluation queries; a metric on "
+              "them is not a held-out result")
     print(f"results: {Path(job.path).resolve()}")
