@@ -26,12 +26,14 @@ class BM25:
         self.norm = {pid: k1 * (1 - b + b * length / average) for pid, length in lengths.items()}
         self.k1, self.total = k1, len(passages)
 
-    def top(self, query: str, k: int) -> list[str]:
-        """The k best passage ids for `query` (ties by id), best first."""
+    def top(self, query: str, k: int, excluded: set[str] | frozenset[str] = frozenset()) -> list[str]:
+        """The k best passage ids for `query` (ties by id), best first, none of them in `excluded` (which still
+        count in the index's statistics)."""
         scores: dict[str, float] = defaultdict(float)
         for word in set(words(query)):
             postings = self.postings.get(word, [])
             idf = math.log(1 + (self.total - len(postings) + 0.5) / (len(postings) + 0.5))
             for pid, count in postings:
                 scores[pid] += idf * count * (self.k1 + 1) / (count + self.norm[pid])
-        return sorted(scores, key=lambda pid: (-scores[pid], pid))[:k]
+        kept = [pid for pid in scores if pid not in excluded]
+        return sorted(kept, key=lambda pid: (-scores[pid], pid))[:k]
