@@ -24,8 +24,8 @@ demo: setup  ## run the default job: SmolLM2 + MS MARCO mini, no network (ARGS=.
 	$(BIN)/python -m rerank_lora.run $(ARGS)
 
 TEST_WORKERS ?= 2
-test: setup  ## run the test suite but the slow and cluster tests, in TEST_WORKERS processes (pytest-xdist)
-	$(BIN)/python -m pytest -m "not slow and not cluster" -n $(TEST_WORKERS) $(ARGS)
+test: setup  ## run the test suite but the slow, cluster and reference tests, in TEST_WORKERS processes (pytest-xdist)
+	$(BIN)/python -m pytest -m "not slow and not cluster and not reference" -n $(TEST_WORKERS) $(ARGS)
 
 test-cluster: setup  ## the two-process tests: DDP over gloo, a real local SLURM (started as root if not up, stopped after)
 	$(BIN)/python -m pytest -m cluster $(ARGS)
@@ -85,18 +85,26 @@ chromium:  ## install Debian's chromium (the headless browser the report test op
 	scripts/install-chromium.sh
 
 # make bench-peers: our speed beside Tevatron's reranker trainer and FlagEmbedding's FlagLLMReranker, run from their
-# own venv (PEERS_VENV). Tevatron's reranker is not on PyPI: it is cloned from TEVATRON_GIT at TEVATRON_COMMIT
-# (offline: make peers-setup TEVATRON_GIT=/path/to/a/clone).
+# own venv (PEERS_VENV); make test-reference runs Tevatron's own reranker code there beside ours. Tevatron's reranker
+# is not on PyPI: its source tree at TEVATRON_COMMIT comes from TEVATRON_ARCHIVE (a `git archive` tarball, checked
+# against TEVATRON_SHA256; CI has ../shared beside the clone), or from a git clone when TEVATRON_GIT is set
+# (make peers-setup TEVATRON_GIT=https://github.com/texttron/tevatron.git, or a path to a local clone).
 PEERS_VENV ?= .venv-peers
-TEVATRON_GIT ?= https://github.com/texttron/tevatron.git
 TEVATRON_COMMIT ?= dd063104c81a76d6a77c845f667b46b9e5abd625
+TEVATRON_ARCHIVE ?= ../shared/peers/tevatron-dd06310.tar.gz
+TEVATRON_SHA256 ?= e059d9c0a534a9ffb2292ba4a15265a685d535807e8be7d64f47c5990160363f
+TEVATRON_GIT ?=
+TEVATRON_SOURCE = $(if $(TEVATRON_GIT),git "$(TEVATRON_GIT)" $(TEVATRON_COMMIT),archive "$(TEVATRON_ARCHIVE)" $(TEVATRON_SHA256))
 
-.PHONY: peers-setup bench-peers
-peers-setup: $(PEERS_VENV)/.installed-$(TEVATRON_COMMIT)  ## the peers' venv (.venv-peers): FlagEmbedding 1.4.2, Tevatron's reranker at TEVATRON_COMMIT from TEVATRON_GIT
+.PHONY: peers-setup bench-peers test-reference
+peers-setup: $(PEERS_VENV)/.installed-$(TEVATRON_COMMIT)  ## the peers' venv (.venv-peers): torch, the HF stack, FlagEmbedding 1.4.2, Tevatron at TEVATRON_COMMIT from TEVATRON_ARCHIVE
 
 $(PEERS_VENV)/.installed-$(TEVATRON_COMMIT): scripts/peers/setup.sh
-	scripts/peers/setup.sh $(PEERS_VENV) $(PYTHON) "$(TORCH)" "$(TEVATRON_GIT)" $(TEVATRON_COMMIT)
+	scripts/peers/setup.sh $(PEERS_VENV) $(PYTHON) "$(TORCH)" $(TEVATRON_SOURCE)
 	touch $@
+
+test-reference: setup peers-setup  ## the tests that run Tevatron's own reranker code (marker reference): token ids, scores, our export read by Tevatron
+	PEERS_VENV=$(PEERS_VENV) $(BIN)/python -m pytest -m reference -n 0 $(ARGS)
 
 bench-peers: setup peers-setup  ## training and scoring pairs/s beside Tevatron's reranker trainer and FlagLLMReranker, same weights and data (ARGS=key=value ...)
 	$(BIN)/python -m rerank_lora.bench_peers peers_python=$(PEERS_VENV)/bin/python $(ARGS)

@@ -14,7 +14,6 @@ import argparse
 import contextlib
 import dataclasses
 import json
-import subprocess
 import sys
 import time
 from importlib import metadata
@@ -101,10 +100,13 @@ def tevatron_default(name: str):
 
 
 def tevatron_commit() -> str | None:
-    """The commit of the checkout make peers-setup installed (PEERS_VENV/src/tevatron), if there."""
-    checkout = Path(sys.prefix) / "src" / "tevatron"
-    found = subprocess.run(["git", "-C", str(checkout), "rev-parse", "HEAD"], capture_output=True, text=True)
-    return found.stdout.strip() or None
+    """The commit of the Tevatron source make peers-setup installed (PEERS_VENV/src/tevatron/.peers-source, which
+    scripts/peers/setup.sh writes from the archive's header or the checkout), if known."""
+    source = Path(sys.prefix) / "src" / "tevatron" / ".peers-source"
+    if not source.is_file():
+        return None
+    fields = dict(line.split(" ", 1) for line in source.read_text().splitlines() if " " in line)
+    return fields.get("commit") or None
 
 
 def parse_args() -> argparse.Namespace:
