@@ -19,7 +19,7 @@ from rerank_lora import cli
 from rerank_lora.analysis import outputs
 from rerank_lora.analysis.ablation import Ablation, BoundarySearch, Rows
 from rerank_lora.analysis.imported_job import IMPORT_ARGS, import_options
-from rerank_lora.analysis.trained_job import TrainedJob, check_count, checkpoint_folders, job_config
+from rerank_lora.analysis.trained_job import TrainedJob, check_count, checkpoint_folders, job_config, merges
 from rerank_lora.analysis.wandb_tables import Chart, log_table, wanted
 from rerank_lora.cli import as_list, parse_args
 from rerank_lora.errors import InputError
@@ -31,7 +31,7 @@ DEFAULTS = {
     "ablation": "???",  # modules | layers | boundary, or a list of them
     "split": "dev",  # the split ablated (boundary: the split the boundary is chosen on)
     "depth": None,  # rerank each query's first-stage top-k; null: the job's data.eval_depth
-    "merge": True,  # fold switched-on LoRA into the weights while scoring (faster; weights restored exactly)
+    "merge": None,  # fold switched-on LoRA into the weights while scoring (faster, restored exactly); null: in 32-true jobs
     "share_prefix": True,  # compute hidden states below a variant's first switched layer once (same scores, faster)
     "logger": "job",  # job (the job's own logger) | wandb | none
     "layers": {"window": None},  # width of the kept windows; null: a sixth of the adapted layers, rounded up
@@ -79,7 +79,7 @@ def ablate(args: list[str]) -> list[Path]:
     started = time.perf_counter()
     job = TrainedJob(folder, splits, cfg.depth)
     log.info("loaded %s step %s in %.1f s", job_dir, job.step, time.perf_counter() - started)
-    ablation, written = Ablation(job, cfg.merge, cfg.share_prefix), []
+    ablation, written = Ablation(job, merges(cfg.merge, job.reranker.precision), cfg.share_prefix), []
     for name in names:
         started = time.perf_counter()
         rows, queries = run_ablation(ablation, name, cfg)

@@ -34,14 +34,14 @@ TRAIN_STEPS = 6
 BF16_PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense, by a substring of the device name
 
 
-def scoring_rate(reranker, data, sort: bool, merge: bool, bf16: bool = False) -> dict:
+def scoring_rate(reranker, data, sort: bool, merge: bool) -> dict:
     data.cfg = dataclasses.replace(data.cfg, sort_by_length=sort)
     batches = data.eval_batches("dev")
     pairs = sum(len(b.qids) for b in batches)
     tokens = sum(int(b.inputs["attention_mask"].sum()) for b in batches)
-    score(reranker, batches[:1], desc="warm-up", merge=merge, bf16=bf16)
+    score(reranker, batches[:1], desc="warm-up", merge=merge)
     start = time.perf_counter()
-    score(reranker, batches, desc=f"sorted={sort} merged={merge}", merge=merge, bf16=bf16)
+    score(reranker, batches, desc=f"sorted={sort} merged={merge}", merge=merge)
     seconds = time.perf_counter() - start
     return {"pairs_per_s": pairs / seconds, "tokens_per_s": tokens / seconds}
 
@@ -49,7 +49,8 @@ def scoring_rate(reranker, data, sort: bool, merge: bool, bf16: bool = False) ->
 def first_step_seconds(overrides: list[str]) -> float:
     """A real job through the entry point (1 step, 1 dev query): seconds from its process start to its
     first training step, as the job itself logs it: a sweep cell's fixed overhead."""
-    args = ["trainer.max_steps=1", "schedule=final", "data.eval_depth=1", "data.eval_splits=[dev]", "logger=none"]
+    args = ["trainer.max_steps=1", "schedule=final", "data.eval_depth=1", "data.eval_splits=[dev]", "logger=none",
+            "measures=[nDCG@1]"]  # no measure cut deeper than the depth
     with tempfile.TemporaryDirectory() as out:
         job = subprocess.run(
             [sys.executable, "-m", "rerank_lora.run", *args, *overrides, f"hydra.run.dir={out}"],
@@ -58,7 +59,7 @@ def first_step_seconds(overrides: list[str]) -> float:
     return float(re.search(r"first training step (\S+) s after", job.stderr + job.stdout).group(1))
 
 
-def training_rate(reranker, data, pad_to_max: bool, device: torch.device, bf16: bool = False) -> dict:
+def training_rate(reranker, data, pad_to_max: bool, device: torch.device) -> dict:
     optimizer = torch.optim.AdamW([p for p in reranker.parameters() if p.requires_grad], lr=1e-4)
     reranker.train()
     per_step = data.cfg.queries_per_batch
@@ -71,7 +72,7 @@ def training_rate(reranker, data, pad_to_max: bool, device: torch.device, bf16: 
         if index == 1:
             _synchronize(device)
             start = time.perf_counter()
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda" or bf16):
+        with reranker.autocast():  # the job's precision, as Lightning trains in it
             loss = _loss(reranker, batch)
         loss.backward()
         optimizer.step()
@@ -142,6 +143,7 @@ def prepare(overrides: list[str]) -> Prepared:
     data = RerankDataModule(load_collection(data_spec), tokenizer, data_spec, cfg.seed)
     data.first_stage = {"dev": dict(list(data.first_stage["dev"].items())[:SCORED_QUERIES])}
     precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
+    reranker.precision = precision
     return Prepared(cfg, reranker.to(device), data, device, precision, load_seconds)
 
 
@@ -154,13 +156,13 @@ def bench(overrides: list[str]) -> dict:
     cfg, reranker, data, device, precision, bf16 = job.cfg, job.reranker, job.data, job.device, job.precision, job.bf16
     name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
     scoring = {
-        "sorted+merged": scoring_rate(reranker, data, sort=True, merge=True, bf16=bf16),
-        "sorted": scoring_rate(reranker, data, sort=True, merge=False, bf16=bf16),
-        "fixed_max_length": scoring_rate(reranker, data, sort=False, merge=False, bf16=bf16),
+        "sorted+merged": scoring_rate(reranker, data, sort=True, merge=True),
+        "sorted": scoring_rate(reranker, data, sort=True, merge=False),
+        "fixed_max_length": scoring_rate(reranker, data, sort=False, merge=False),
     }
     training = {
-        "padded_to_longest": training_rate(reranker, data, pad_to_max=False, device=device, bf16=bf16),
-        "padded_to_max_length": training_rate(reranker, data, pad_to_max=True, device=device, bf16=bf16),
+        "padded_to_longest": training_rate(reranker, data, pad_to_max=False, device=device),
+        "padded_to_max_length": training_rate(reranker, data, pad_to_max=True, device=device),
     }
     parameters = non_embedding_parameters(reranker)
     step_passes = 3 if cfg.trainer.get("gradient_checkpointing") else 2

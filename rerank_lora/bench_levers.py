@@ -39,8 +39,8 @@ LEVERS = {
 
 def lever_row(name: str, overrides: list[str], peak_tflops: dict) -> dict:
     job = prepare(overrides)
-    scoring = scoring_rate(job.reranker, job.data, sort=True, merge=False, bf16=job.bf16)
-    training = training_rate(job.reranker, job.data, pad_to_max=False, device=job.device, bf16=job.bf16)
+    scoring = scoring_rate(job.reranker, job.data, sort=True, merge=False)
+    training = training_rate(job.reranker, job.data, pad_to_max=False, device=job.device)
     parameters = non_embedding_parameters(job.reranker)
     peak = peak_tflops.get(job.precision)
     passes = 3 if job.cfg.trainer.get("gradient_checkpointing") else 2

@@ -6,13 +6,18 @@ with them Tevatron's reranker and the paper's code); see model/seq_cls.py.
 
 FOLDER gets adapter_config.json (task_type SEQ_CLS, base_model_name_or_path: the job's hub id or local model
 folder; a tiny test model is saved into FOLDER/base), adapter_model.safetensors with the head as `score`, the
-tokenizer, and rerank_lora.json (the input template and pair length the adapter was trained with). Load it as:
+tokenizer, and rerank_lora.json (the input template, its options, the pair length, and where the score is read:
+read_rule, read_pad_id; model/read_position.py). Load it as:
 
     model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=1)
     model = PeftModel.from_pretrained(model, FOLDER)
 
-and score pairs encoded by the template at the last token (EOS). transformers reads the last token that is not
-the model config's pad_token_id: with pad == EOS (SmolLM2, Llama 3) set another pad id or score one pair at a time.
+A checkpoint trained with template=tevatron (or rankllama_v1) reads the score as a classifier does, at the last token
+that is not read_pad_id: the exported tokenizer's pad token is that id, so Tevatron's rerank driver reads it back
+unchanged with `--model_name_or_path BASE --lora_name_or_path FOLDER --tokenizer_name FOLDER` and the template's
+options (`--query_prefix`, `--passage_prefix`, `--append_eos_token`, `--rerank_max_len`) from rerank_lora.json; with
+plain transformers set `model.config.pad_token_id = read_pad_id`. A rerank_lora checkpoint reads the last attended
+token (its EOS): with pad == EOS (SmolLM2, Llama 3) set another pad id or score one pair at a time.
 """
 
 import json
@@ -29,7 +34,9 @@ from rerank_lora.analysis.trained_job import checkpoint_folders, job_config, ste
 from rerank_lora.configs import to_spec
 from rerank_lora.data.spec import DataSpec
 from rerank_lora.errors import InputError
+from rerank_lora.job_folder import INFO_FILE
 from rerank_lora.model.backbone import ModelSpec, gguf_cache, load_backbone
+from rerank_lora.model.read_position import ReadPosition
 from rerank_lora.model.reranker import HEAD_FILE
 from rerank_lora.model.seq_cls import (
     read_adapter_config,
@@ -59,12 +66,16 @@ def export(args: list[str]) -> Path:
         )
     staging = out.with_name(f".{out.name}.partial-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
-    base, tokenizer = _base(model, staging, out)
+    read = ReadPosition.from_json(json.loads((folder / INFO_FILE).read_text()))
+    base, tokenizer = _base(model, staging, out, read.pad_id)
     head = load_file(folder / HEAD_FILE)  # an older checkpoint's head bias is left out, as Reranker.load_head does
     weights = to_seq_cls(read_weights(folder), head["weight"], transformer_prefix(model.family))
     write_adapter(staging, seq_cls_config(read_adapter_config(folder), base), weights)
+    if read.pad_id is not None:  # Tevatron's drivers pin the classifier's pad id to the tokenizer's pad token
+        tokenizer.pad_token = tokenizer.convert_ids_to_tokens(read.pad_id)
     tokenizer.save_pretrained(staging)
-    info = {"template": data.template, "max_length": data.max_length, "step": step_of(folder)}
+    info = {"template": data.template, "query_prefix": data.query_prefix, "passage_prefix": data.passage_prefix,
+            "append_eos": data.append_eos, "max_length": data.max_length, "step": step_of(folder), **read.to_json()}
     info["checkpoint"] = str(folder.resolve())
     (staging / EXPORT_INFO).write_text(json.dumps(info, indent=2), encoding="utf-8")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -74,10 +85,13 @@ def export(args: list[str]) -> Path:
     return out
 
 
-def _base(model: ModelSpec, staging: Path, out: Path) -> tuple[str, object]:
-    """Where a loader finds the base model (a tiny test model is saved beside the adapter), and the tokenizer."""
+def _base(model: ModelSpec, staging: Path, out: Path, pad_id: int | None) -> tuple[str, object]:
+    """Where a loader finds the base model (a tiny test model is saved beside the adapter, its config's pad id the
+    classifier's), and the tokenizer."""
     if model.source == "tiny":
         backbone, tokenizer = load_backbone(model)
+        if pad_id is not None:
+            backbone.config.pad_token_id = pad_id
         backbone.save_pretrained(staging / "base")
         tokenizer.save_pretrained(staging / "base")
         return str((out / "base").resolve()), tokenizer

@@ -15,7 +15,7 @@ from rerank_lora import cli
 from rerank_lora.analysis import outputs
 from rerank_lora.analysis.imported_job import IMPORT_ARGS, import_options
 from rerank_lora.analysis.probing import ProbeFit, Prober
-from rerank_lora.analysis.trained_job import TrainedJob, check_count, checkpoint_folders, job_config
+from rerank_lora.analysis.trained_job import TrainedJob, check_count, checkpoint_folders, job_config, merges
 from rerank_lora.analysis.wandb_tables import Chart, log_table, wanted
 from rerank_lora.cli import parse_args
 from rerank_lora.tables import write_csv
@@ -27,7 +27,7 @@ DEFAULTS = {
     "fit": False,  # also fit a linear probe per layer on training groups
     "fit_groups": 256,  # training groups (1 positive + group_size-1 negatives) the probes are fitted on
     "fit_l2": 1e-3,  # L2 penalty on the probe's weights (features standardised per dimension)
-    "merge": True,  # fold LoRA into the weights while computing hidden states (restored exactly)
+    "merge": None,  # fold LoRA into the weights for the hidden states (restored exactly); null: in 32-true jobs
     "logger": "job",  # job | wandb | none
     **IMPORT_ARGS,  # a published adapter: checkpoint=hf:owner/name or a peft adapter folder
 }
@@ -40,7 +40,8 @@ def probe(args: list[str]) -> list[Path]:
     check_count("fit_groups", cfg.fit_groups)
     use_wandb = wanted(cfg.logger, job_cfg)
     job = TrainedJob(folders[0], [cfg.split], cfg.depth)
-    prober = Prober(job, cfg.split, cfg.merge, ProbeFit(cfg.fit_groups, cfg.fit_l2) if cfg.fit else None)
+    fit = ProbeFit(cfg.fit_groups, cfg.fit_l2) if cfg.fit else None
+    prober = Prober(job, cfg.split, merges(cfg.merge, job.reranker.precision), fit)
     measure, written = job.measures[0], []
     for folder in folders:
         job.switch_to(folder)

@@ -5,10 +5,11 @@
 
 checkpoint: a checkpoint folder or a job folder (its last checkpoint) of this project, a peft sequence-
 classification adapter folder, or hf:owner/name[@revision][/subfolder] with base= (see analysis/imported_job.py).
-Each query's top `depth` passages of `run` are scored in length-sorted batches (bf16 autocast on a GPU) and
+Each query's top `depth` passages of `run` are scored in length-sorted batches (in the job's precision) and
 written, best first, to `out` (default: `<run's name>.reranked.trec` here), under a temporary name renamed
 when whole. With qrels, the metrics of the input run at that depth and of the reranked run are printed as JSON.
-The input template and pair length are the checkpoint's own unless template= / max_length= say otherwise.
+The input template, its options and the pair length are the checkpoint's own unless template=, query_prefix=,
+passage_prefix=, append_eos=, max_length= say otherwise; the score is read where the checkpoint's reranker.json says.
 """
 
 import dataclasses
@@ -20,11 +21,11 @@ import torch
 
 from rerank_lora import cli
 from rerank_lora.analysis.imported_job import IMPORT_ARGS, import_options
-from rerank_lora.analysis.trained_job import check_count, checkpoint_folders, job_config
+from rerank_lora.analysis.trained_job import check_count, checkpoint_folders, job_config, scoring_precision
 from rerank_lora.configs import to_spec
 from rerank_lora.data.collection import load_files
 from rerank_lora.data.datamodule import RerankDataModule
-from rerank_lora.data.pairs import TEMPLATES
+from rerank_lora.data.pairs import check_template
 from rerank_lora.data.spec import DataSpec
 from rerank_lora.data.trec_files import write_run
 from rerank_lora.errors import InputError
@@ -47,7 +48,7 @@ DEFAULTS = {
     "batch_size": 16,
     "merge": False,  # fold LoRA into the weights while scoring: faster, scores differ in the last float bits
     "measures": list(metrics.DEFAULT_MEASURES),
-    **IMPORT_ARGS,  # template and max_length also override a checkpoint's own
+    **IMPORT_ARGS,  # template, its options and max_length also override a checkpoint's own (not where it reads)
 }
 
 
@@ -55,10 +56,12 @@ def rerank(args: list[str]) -> dict:
     cfg = cli.parse_args(args, DEFAULTS, required=("checkpoint", "run", "corpus", "queries"))
     check_count("depth", cfg.depth)
     check_count("batch_size", cfg.batch_size)
-    if cfg.template is not None and cfg.template not in TEMPLATES:
-        raise InputError(f"template={cfg.template!r}; accepted: {', '.join(TEMPLATES)}")
+    if cfg.template is not None:
+        check_template(cfg.template)
     measures = cli.as_list(cfg.measures)
     metrics.parse_measures(measures)  # a bad name fails before any model loads
+    if cfg.qrels:  # only then are measures computed
+        metrics.check_cutoffs(measures, cfg.depth, "depth")
     out = Path(cfg.out) if cfg.out else Path(f"{Path(cfg.run).stem}.reranked.trec")
     (folder,) = checkpoint_folders(cfg.checkpoint, every=False, imports=import_options(cfg))
     job_cfg, _ = job_config(folder)
@@ -70,6 +73,7 @@ def rerank(args: list[str]) -> dict:
         raise InputError(f"label={cfg.label}: no query of {cfg.queries} with it is in run={cfg.run}; labels there: {labels}")
     base, tokenizer = load_backbone(to_spec(ModelSpec, job_cfg.model, "model"))
     reranker = Reranker.load(folder, base).to("cuda" if torch.cuda.is_available() else "cpu")
+    reranker.precision = scoring_precision(folder, job_cfg)  # as the job scored: its metrics are reproduced
     batches = RerankDataModule(collection, tokenizer, data, int(job_cfg.seed), train=False)
     first_stage = batches.first_stage[SPLIT]
     started = time.perf_counter()
@@ -100,8 +104,13 @@ def _data_spec(cfg, job_data: DataSpec) -> DataSpec:
         eval_depth=cfg.depth,
         eval_batch_size=cfg.batch_size,
         template=cfg.template or job_data.template,
+        **{key: job_data_value if cfg[key] is None else cfg[key] for key, job_data_value in _options(job_data).items()},
         max_length=cfg.max_length or job_data.max_length,
     )
+
+
+def _options(data: DataSpec) -> dict:
+    return {"query_prefix": data.query_prefix, "passage_prefix": data.passage_prefix, "append_eos": data.append_eos}
 
 
 def main() -> None:

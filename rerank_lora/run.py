@@ -24,12 +24,14 @@ from rerank_lora.data.datamodule import RerankDataModule
 from rerank_lora.data.spec import DataSpec, check_int
 from rerank_lora.errors import InputError, TrainingDiverged
 from rerank_lora.evaluation.evaluator import Evaluator
+from rerank_lora.evaluation.metrics import check_split_cutoffs
 from rerank_lora.evaluation.selection import check_select_by, missing_held_out, score_held_out
 from rerank_lora.evaluation.table import print_results
 from rerank_lora.job_folder import COMPLETED, FAILED, TRAINER_STATE, JobFolder, JobFolderBusy, writes_job_folder
 from rerank_lora.model.backbone import ModelSpec, compile_layers, load_backbone
 from rerank_lora.model.lora import LoraSpec, add_lora, target_modules
 from rerank_lora.model.packing import use_packing
+from rerank_lora.model.read_position import read_position
 from rerank_lora.model.reranker import Optim, Reranker
 from rerank_lora.train.callbacks import CheckpointSchedule, FirstStepTimer
 from rerank_lora.train.loggers import finish, make_logger
@@ -62,6 +64,7 @@ def train_and_evaluate(cfg: DictConfig, job: JobFolder) -> None:
     model, data_spec = to_spec(ModelSpec, cfg.model, "model"), to_spec(DataSpec, cfg.data, "data")
     head = to_spec(HeadInit, cfg.head, "head")
     check_select_by(cfg.select_by, cfg.measures, data_spec.held_out_splits)
+    check_split_cutoffs(cfg.measures, data_spec, [*data_spec.eval_splits, *data_spec.held_out_splits])
     collection = load_collection(data_spec)  # bad data fails here, before any model loads
     steps = checkpoint_steps(cfg.trainer.max_steps, **cfg.schedule)
     if is_finished(job, steps, data_spec, cfg.select_by):
@@ -78,9 +81,10 @@ def train_and_evaluate(cfg: DictConfig, job: JobFolder) -> None:
     logger = make_logger(cfg, job.path)
     precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
     held_out = data_spec.held_out_splits
-    evaluator = Evaluator(data, job, cfg.measures, logger or None, bf16=precision.startswith("bf16"), held_out=held_out)
+    reranker.precision = precision  # evaluation, and every tool that re-scores this job, compute in it
+    evaluator = Evaluator(data, job, cfg.measures, logger or None, held_out=held_out)
     evaluator.first_stage()
-    info = {"model": model.name, "config": "../../.hydra/config.yaml"}
+    info = {"model": model.name, "config": "../../.hydra/config.yaml", "precision": precision, **reranker.read.to_json()}
     callbacks = [CheckpointSchedule(steps, evaluator, job, info, resumed_step), timer]
     if head.init == "probe" and not trainer_state:  # a resumed run restores its head
         callbacks.append(ProbeHead(data.train_set, head.probe_groups, head.probe_l2, data.pad_id, data_spec.eval_batch_size))
@@ -116,7 +120,8 @@ def build_reranker(cfg: DictConfig) -> tuple[Reranker, object]:
     optim, chunks = to_spec(Optim, cfg.optim, "optim"), cfg.trainer.get("length_chunks")
     if chunks is not None:
         check_int("trainer.length_chunks", chunks, 1, "pairs scored at a time in training; null: the whole batch")
-    return Reranker(backbone, cfg.data.group_size, optim, chunks, packed), tokenizer
+    read = read_position(cfg.data.template, tokenizer)
+    return Reranker(backbone, cfg.data.group_size, optim, chunks, packed, read), tokenizer
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base=None)

@@ -25,8 +25,10 @@ MINI = ROOT / "rerank_lora" / "data" / "msmarco-mini"
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
 # Every process a test starts runs torch on one thread: two test workers (pytest-xdist) share the 2 cores.
 os.environ.update(OMP_NUM_THREADS="1")
-# A few steps of a tiny model, reranking the top 10, logged to CSV: seconds, not minutes.
-TINY = ["model=tiny_llama", "trainer.max_steps=4", "schedule=steps", "schedule.steps=[2]", "data.eval_depth=10", "logger=csv"]
+# A few steps of a tiny model, reranking the top 10, logged to CSV: seconds, not minutes. In float32 on every CPU
+# (precision=auto would pick bf16 on some chips only); test_precision.py runs the bf16-mixed path on purpose.
+TINY = ["model=tiny_llama", "trainer.max_steps=4", "schedule=steps", "schedule.steps=[2]", "data.eval_depth=10", "logger=csv",
+        "trainer.precision=32-true"]
 
 
 def run_module(module: str, args: list[str], cwd: Path, env: dict | None = None, timeout: int = 600):

@@ -4,13 +4,16 @@ consistent, and bf16 is skipped (with the measured rates as the reason) on a CPU
 import pytest
 
 from rerank_lora import bench_levers
+from rerank_lora.train import precision
 from rerank_lora.train.precision import FEATURE_FLAGS
 
 
 def test_each_lever_is_measured_alone_and_bf16_is_skipped_without_bf16_instructions(monkeypatch):
     levers = {"default": [], "padded batches": ["trainer.packed=false"], "bf16": ["trainer.precision=bf16-mixed"]}
     monkeypatch.setattr(bench_levers, "LEVERS", levers)
-    monkeypatch.setattr(bench_levers, "cpu_features", lambda: {"model_name": "a CPU", **dict.fromkeys(FEATURE_FLAGS, False)})
+    no_bf16 = {"model_name": "a CPU", **dict.fromkeys(FEATURE_FLAGS, False)}
+    monkeypatch.setattr(bench_levers, "cpu_features", lambda: no_bf16)
+    monkeypatch.setattr(precision, "cpu_features", lambda: no_bf16)  # precision=auto decides as on such a CPU
     monkeypatch.setattr(bench_levers, "peaks", lambda gpu: {"32-true": 0.1, "bf16-mixed": 0.001})
     prepared, real_prepare = [], bench_levers.prepare
 

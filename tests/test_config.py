@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 
 from rerank_lora.configs import CONF_DIR, SWEEPS_DIR, compose_job, to_spec
 from rerank_lora.data.spec import DataSpec
-from rerank_lora.evaluation.metrics import parse_measures
+from rerank_lora.evaluation.metrics import check_split_cutoffs, parse_measures
 from rerank_lora.model.backbone import ModelSpec
 from rerank_lora.model.lora import LoraSpec
 from rerank_lora.model.reranker import Optim
@@ -36,6 +36,7 @@ def test_every_option_composes_and_resolves(group, option):
     assert resolved[group] is None or isinstance(resolved[group], dict)
     assert checkpoint_steps(cfg.trainer.max_steps, **cfg.schedule)[0] == 0
     assert len(parse_measures(cfg.measures)) == len(cfg.measures)
+    assert_measures_fit_depths(cfg)
     # each group becomes the dataclass of the code it configures, with no key left over
     for cls, group in [(ModelSpec, "model"), (DataSpec, "data"), (LoraSpec, "lora"), (Optim, "optim")]:
         assert isinstance(to_spec(cls, cfg[group], group), cls)
@@ -80,6 +81,15 @@ def test_every_sweep_composes_and_every_cell_resolves(sweep):
         OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
         assert to_spec(ModelSpec, cfg.model, "model").name == values[list(axes).index("model")]
         assert checkpoint_steps(cfg.trainer.max_steps, **cfg.schedule)[0] == 0
+        assert_measures_fit_depths(cfg)
+    if sweep == "paper":  # reranked to depth 100: the deeper measures are kept
+        assert {"nDCG@20", "AP(rel=2)@100"} <= set(cfg.measures)
+
+
+def assert_measures_fit_depths(cfg) -> None:
+    """No measure of the config is cut deeper than a split it evaluates is reranked (the job would refuse it)."""
+    spec = to_spec(DataSpec, cfg.data, "data")
+    check_split_cutoffs(cfg.measures, spec, [*spec.eval_splits, *spec.held_out_splits])
 
 
 def test_a_grid_cell_folder_name_past_200_bytes_is_cut_with_a_hash_of_the_whole():

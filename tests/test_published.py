@@ -12,7 +12,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 
 from conftest import MINI, model_metrics, run_module, specs
 from rerank_lora import ablate, adapter_stats, export, probe, rerank
-from rerank_lora.data.pairs import pair_encoder
+from rerank_lora.data.pairs import TemplateOptions, pair_encoder
 from rerank_lora.data.trec_files import read_corpus, read_queries, read_run
 from rerank_lora.errors import InputError
 from rerank_lora.job_folder import JobFolder
@@ -21,6 +21,7 @@ from rerank_lora.tables import read_csv
 
 FAMILIES = {"tiny_llama": "llama", "tiny_mistral": "mistral", "tiny_pythia": "gpt_neox"}
 FILES = [f"corpus={MINI / 'corpus.jsonl'}", f"queries={MINI / 'queries.jsonl'}"]
+RANKLLAMA = TemplateOptions("query: ", "document: ", False)  # the prefixes a published adapter is imported with
 
 
 def tiny_base(model_name: str, folder):
@@ -47,14 +48,17 @@ def seq_cls_adapter(base, targets: list[str], folder):
     return folder
 
 
-def reference_scores(base, adapter, pairs: list[tuple[str, str]], template: str, max_length: int) -> list[float]:
-    """The published loading path (classifier + PeftModel, merged), one pair at a time: the logit at the last token."""
+def reference_scores(
+    base, adapter, pairs: list[tuple[str, str]], template: str, max_length: int, options: TemplateOptions | None = None,
+) -> list[float]:
+    """The published loading path (classifier + PeftModel, merged), one pair at a time. rerank_lora: the logit at the
+    last token (its EOS); the classifier templates: at the last token that is not the tokenizer's pad token."""
     tokenizer = AutoTokenizer.from_pretrained(base)
     model = PeftModel.from_pretrained(AutoModelForSequenceClassification.from_pretrained(base, num_labels=1), adapter)
     model = model.merge_and_unload().eval()
-    model.config.pad_token_id = None  # one pair a time: read the last token (the EOS), as this project does
+    model.config.pad_token_id = None if template == "rerank_lora" else tokenizer.pad_token_id
     corpus, (queries, _) = read_corpus(MINI / "corpus.jsonl"), read_queries(MINI / "queries.jsonl")
-    encoder = pair_encoder(tokenizer, max_length, template)
+    encoder = pair_encoder(tokenizer, max_length, template, options=options)
     ids = encoder.encode([(q, queries[q]) for q, _ in pairs], [(p, corpus[p]) for _, p in pairs])
     with torch.inference_mode():
         return [model(input_ids=torch.tensor([row])).logits[0, 0].item() for row in ids]
@@ -98,7 +102,7 @@ def test_an_imported_adapter_scores_as_transformers_and_peft_do(published, tmp_p
     run_file = small_run(tmp_path / "bm25.trec")
     result = rerank.rerank([f"checkpoint={adapter}", f"run={run_file}", *FILES, "depth=4", *into(tmp_path)])
     pairs, ours = pairs_and_scores(result["run"])
-    expected = reference_scores(base, adapter, pairs, "rankllama", 196)
+    expected = reference_scores(base, adapter, pairs, "tevatron", 196, RANKLLAMA)
     assert len(pairs) == 12
     assert max(abs(a - b) for a, b in zip(ours, expected)) < 1e-4
     assert max(abs(s) for s in expected) > 1e-2  # the scores are not all zero: the comparison means something
@@ -114,7 +118,7 @@ def test_an_exported_checkpoint_loads_in_transformers_and_peft_with_equal_scores
     out = export.export([f"checkpoint={checkpoint}", f"out={tmp_path / 'exported'}"])
     assert json.loads((out / "adapter_config.json").read_text())["task_type"] == "SEQ_CLS"
     pairs, ours = pairs_and_scores(imported["run"])
-    expected = reference_scores(base, out, pairs, "rankllama", 196)
+    expected = reference_scores(base, out, pairs, "tevatron", 196, RANKLLAMA)
     assert max(abs(a - b) for a, b in zip(ours, expected)) < 1e-4
 
 
@@ -148,10 +152,10 @@ def test_every_analysis_tool_runs_on_an_imported_adapter(tmp_path_factory):
     base, modules = tiny_base("tiny_llama", where / "base")
     adapter = seq_cls_adapter(base, modules["attn"] + modules["mlp"], where / "checkpoint-50")
     common = [f"checkpoint={adapter}", f"imported_dir={where / 'imp'}", "logger=none"]
-    _, table = ablate.ablate([*common, "ablation=modules", "split=dev", "depth=5"])
+    _, table = ablate.ablate([*common, "ablation=modules", "split=dev", "depth=10"])  # the job's measures are cut at 10
     variants = [row["variant"] for row in read_csv(table)]
     assert len(variants) >= 3 and table.parent.name == "step-50"  # the Trainer's checkpoint-50 is step 50
-    (probes,) = probe.probe([*common, "split=dev", "depth=5"])
+    (probes,) = probe.probe([*common, "split=dev", "depth=10"])
     assert [row["layer"] for row in read_csv(probes)] == [0, 1]  # the head read after each of the two layers
     (stats,) = adapter_stats.adapter_stats(common)
     assert len(read_csv(stats)) == 2 * 7  # two layers x seven projections
@@ -170,7 +174,7 @@ def llama_adapter(tmp_path_factory):
     [
         ("no_config", "no adapter_config.json"),
         ("other_base", "is not under"),
-        ("template", "template='chatml'; accepted: rerank_lora, rankllama"),
+        ("template", "template='chatml'; accepted: rerank_lora, tevatron, rankllama_v1"),
         ("unknown_qid", "match nothing in"),
     ],
 )

@@ -26,7 +26,9 @@ def test_paper_grid_is_rankllamas_recipe():
     cfg = compose_job(["model=llama", "lora.rank=1", "targets=mlp"], "paper", SWEEPS_DIR)
     data = cfg.data
     assert (data.loader, data.train_source, data.train_queries) == ("msmarco", "Tevatron/msmarco-passage-aug", None)
-    assert data.titles
+    assert not data.titles  # the evaluation passages have none (rerank_lora/data/datamodule.py)
+    inputs = (data.template, data.query_prefix, data.passage_prefix, data.append_eos)
+    assert inputs == ("tevatron", "query: ", "document: ", False)
     assert (data.group_size, data.queries_per_batch, data.max_length, data.eval_depth) == (16, 16, 196, 100)
     assert list(data.eval_splits) == ["dl19", "dl20", "dev_small"]
     shipped = str(SHIPPED_DATA / "msmarco-mini")
@@ -39,6 +41,10 @@ def test_paper_grid_is_rankllamas_recipe():
     # one epoch of the 400,782 rows at 16 queries x 4 micro-batches a step, on one GPU
     assert cfg.trainer.max_steps == math.ceil(cfg.recipe.train_rows / (16 * 4)) == 6263
     assert (cfg.schedule.every, cfg.model.name, cfg.targets.modules) == (50, "llama", "mlp")
+
+
+# TINY's depth 10 with measures cut there (the recipe's nDCG@20 and AP(rel=2)@100 need its depth 100)
+AT_DEPTH_10 = [*TINY, "measures=[nDCG@10,'RR(rel=2)@10',RR@10]"]
 
 
 def test_a_paper_cell_runs_on_the_cpu_with_bm25s_published_first_stage(run, tevatron, tmp_path):
@@ -59,7 +65,7 @@ def test_a_paper_cell_runs_on_the_cpu_with_bm25s_published_first_stage(run, teva
 
 
 def test_paper_grid_axes_are_overridable_and_a_failed_cell_is_counted(run, tevatron, tmp_path):
-    args = [*PAPER, *SMALL, *TINY, *offline_cell(*tevatron), "model=tiny_llama", "lora.rank=1,0", "targets=attn",
+    args = [*PAPER, *SMALL, *AT_DEPTH_10, *offline_cell(*tevatron), "model=tiny_llama", "lora.rank=1,0", "targets=attn",
             "hydra.sweep.dir=grid"]
     result = run("rerank_lora.run", args)
     assert result.returncode != 0
@@ -73,7 +79,7 @@ def test_paper_grid_axes_are_overridable_and_a_failed_cell_is_counted(run, tevat
 
 
 def test_rerunning_a_sweep_skips_finished_cells(run, tevatron, tmp_path):
-    args = [*PAPER, *SMALL, *TINY, *offline_cell(*tevatron), "model=tiny_mistral", "lora.rank=2", "targets=mlp,all",
+    args = [*PAPER, *SMALL, *AT_DEPTH_10, *offline_cell(*tevatron), "model=tiny_mistral", "lora.rank=2", "targets=mlp,all",
             "hydra.sweep.dir=grid"]
     first = run("rerank_lora.run", args)
     assert first.returncode == 0, first.stderr[-2000:]

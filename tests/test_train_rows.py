@@ -71,23 +71,22 @@ def test_a_group_is_its_rows_positive_then_distinct_negatives(rows, tokenizer):
     order = data.train_set._order(0)
     for k in range(5):
         example = source.example(order[k])
-        positives = {pid for pid, _ in example.positives}
-        texts = data.encoder.passages  # the cache holds what the group just tokenised, by pid
+        positives = {f" document: {p[1]}" for p in example.positives}
+        texts = data.encoder.passages  # the cache holds what the group just tokenised, by the text tokenised
         data.train_set.group(k)
         recent = list(texts.ids)[-8:]
         assert recent[0] in positives
         assert len(set(recent)) == 8 and not positives & set(recent[1:])  # 5 own negatives + 2 random ones
 
 
-def test_titles_go_before_the_text_as_tevatron_writes_them(rows):
+def test_titles_travel_beside_the_text_for_the_template_to_place(rows):
     import json
 
     first = json.loads(rows[0].read_text().splitlines()[0])
-    with_titles = load_collection(paper_data(rows)).train_rows.example(0)
-    without = load_collection(paper_data(rows, "data.titles=false")).train_rows.example(0)
+    with_titles = load_collection(paper_data(rows, "data.titles=true")).train_rows.example(0)
+    without = load_collection(paper_data(rows)).train_rows.example(0)  # the recipe's default: no titles
     for passage, titled, plain in zip(first["positive_passages"], with_titles.positives, without.positives):
-        title = clean_title(passage["title"])
-        assert titled == (passage["docid"], f"{title} {passage['text']}" if title else passage["text"])
+        assert titled == (passage["docid"], passage["text"], passage["title"])
         assert plain == (passage["docid"], passage["text"])
     assert clean_title("-") == "" and clean_title("Spider-Man ") == "Spider Man"
 

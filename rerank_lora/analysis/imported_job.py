@@ -20,9 +20,10 @@ from transformers import AutoConfig, AutoModel
 
 from rerank_lora.configs import CONF_DIR, compose_job
 from rerank_lora.data.offline import why_no_download
-from rerank_lora.data.pairs import TEMPLATES
+from rerank_lora.data.pairs import check_template
 from rerank_lora.errors import InputError
 from rerank_lora.job_folder import INFO_FILE, JobFolder, write_atomic
+from rerank_lora.model.read_position import read_position
 from rerank_lora.model.seq_cls import (
     ADAPTER_CONFIG,
     ADAPTER_FILE,
@@ -37,12 +38,19 @@ from rerank_lora.model.seq_cls import (
 HUB_REF = re.compile(r"hf:(?P<repo>[\w.-]+/[\w.-]+)(?:@(?P<revision>[^/]+))?(?:/(?P<subfolder>.+))?")
 HF_STEP = re.compile(r"checkpoint-(\d+)")  # Hugging Face Trainer's step folders
 EXPORT_INFO = "rerank_lora.json"  # written by rerank_lora.export: the template and length it was trained with
+IMPORTED_PRECISION = "32-true"  # a published adapter is scored in its weights' dtype (_model_node), no autocast
 DEFAULT_MAX_LENGTH = 196  # the length RankLLaMA's recipe and the paper train with (conf/recipe/rankllama.yaml)
+# How a published adapter without rerank_lora.json was trained: Tevatron's reranker with RankLLaMA's prefixes
+# (conf/recipe/rankllama.yaml); RankLLaMA v1 itself needs template=rankllama_v1.
+PUBLISHED_TEMPLATE = {"template": "tevatron", "query_prefix": "query: ", "passage_prefix": "document: ", "append_eos": False}
 
 
 IMPORT_ARGS = {  # the arguments of every tool that takes checkpoint=, for a published adapter
     "base": None,  # its base model, a hub id or a local folder (null: the adapter config's)
-    "template": None,  # its input template, rerank_lora | rankllama (null: the export's, else rankllama)
+    "template": None,  # its input template, rerank_lora | tevatron | rankllama_v1 (null: the export's, else tevatron)
+    "query_prefix": None,  # template=tevatron: the prefixes and EOS it was trained with (null: the export's, else
+    "passage_prefix": None,  # RankLLaMA's: "query: ", "document: ", no EOS)
+    "append_eos": None,
     "max_length": None,  # its pair length in tokens (null: the export's, else 196)
     "imported_dir": "outputs/imported",  # where imported adapters become job folders
 }
@@ -50,11 +58,15 @@ IMPORT_ARGS = {  # the arguments of every tool that takes checkpoint=, for a pub
 
 @dataclass(frozen=True)
 class ImportOptions:
-    """How to read a published adapter: its base (None: the adapter config's), its input template (None: the
-    export's, else rankllama), its pair length (None: the export's, else 196), where imported jobs go."""
+    """How to read a published adapter: its base (None: the adapter config's), its input template and the
+    template's options (None: the export's, else PUBLISHED_TEMPLATE), its pair length (None: the export's, else
+    196), where imported jobs go."""
 
     base: str | None = None
     template: str | None = None
+    query_prefix: str | None = None
+    passage_prefix: str | None = None
+    append_eos: bool | None = None
     max_length: int | None = None
     imported_dir: str = "outputs/imported"
 
@@ -82,19 +94,34 @@ def import_adapter(ref: str, options: ImportOptions) -> Path:
     adapter, score = from_seq_cls(read_weights(folder), transformer_prefix(family), folder)
     _check_sites(adapter, base_config, base, folder)
     exported = json.loads((folder / EXPORT_INFO).read_text()) if (folder / EXPORT_INFO).is_file() else {}
-    template = options.template or exported.get("template", "rankllama")
-    if template not in TEMPLATES:
-        raise InputError(f"template={template!r}; accepted: {', '.join(TEMPLATES)}")
-    max_length = options.max_length or exported.get("max_length", DEFAULT_MAX_LENGTH)
+    inputs = input_template(options, exported)
+    template, max_length = inputs["template"], options.max_length or exported.get("max_length", DEFAULT_MAX_LENGTH)
     job = JobFolder(Path(options.imported_dir).expanduser() / f"{_name(ref, folder)}.{template}")
     config = project_config(seq_cls, adapter, base)
-    _write_job_config(job, _model_node(family, base, job.path.name), config, template, max_length)
+    _write_job_config(job, _model_node(family, base, job.path.name), config, inputs | {"max_length": max_length})
+    read = read_position(template, _tokenizer(folder, base))
     step = _step(ref, folder)
     checkpoint = job.checkpoint(step)
     write_project_checkpoint(checkpoint, config, adapter, score)
-    info = {"step": step, "config": "../../.hydra/config.yaml", "imported_from": ref, "base": base, "template": template}
+    info = {"step": step, "config": "../../.hydra/config.yaml", "imported_from": ref, "base": base}
+    info |= {"precision": IMPORTED_PRECISION} | inputs | read.to_json()
     write_atomic(checkpoint / INFO_FILE, json.dumps(info, indent=2))
     return checkpoint
+
+
+def input_template(options: ImportOptions, exported: dict) -> dict:
+    """The template and its options: each as `options` give it, else as the export recorded, else PUBLISHED_TEMPLATE."""
+    chosen = {key: getattr(options, key) for key in PUBLISHED_TEMPLATE}
+    chosen = {key: exported.get(key, PUBLISHED_TEMPLATE[key]) if value is None else value for key, value in chosen.items()}
+    check_template(chosen["template"])
+    return chosen
+
+
+def _tokenizer(folder: Path, base: str):
+    """The tokenizer a Tevatron-trained adapter was saved with (its pad token set by the trainer), else the base's."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(folder if (folder / "tokenizer_config.json").is_file() else base)
 
 
 def adapter_folder(ref: str) -> Path:
@@ -180,9 +207,12 @@ def _model_node(family: str, base: str, name: str) -> dict:
     }
 
 
-def _write_job_config(job: JobFolder, model: dict, adapter_config: dict, template: str, max_length: int) -> None:
-    cfg = compose_job([f"data.template={template}", f"data.max_length={max_length}"])
+def _write_job_config(job: JobFolder, model: dict, adapter_config: dict, inputs: dict) -> None:
+    """The default job's config with the adapter's model, LoRA shape and input template (`inputs`: data keys)."""
+    cfg = compose_job([])
     OmegaConf.set_struct(cfg, False)
+    for key, value in inputs.items():
+        cfg.data[key] = value
     cfg.model = OmegaConf.create(model | {"cache_dir": cfg.model.cache_dir})
     layers = adapter_config.get("layers_to_transform")
     cfg.lora.rank, cfg.lora.alpha = adapter_config["r"], adapter_config["lora_alpha"]

@@ -40,18 +40,17 @@ def final_norm(backbone) -> nn.Module:
 
 @torch.no_grad()
 def layer_states(reranker, batches: list[dict], device) -> torch.Tensor:
-    """(layers, pairs, hidden) float32: the last real token's state after each decoder layer, the
+    """(layers, pairs, hidden) float32: the read token's state (model/read_position.py) after each decoder layer, the
     intermediate ones through the final norm (the last one already is)."""
     norm = final_norm(reranker.backbone)
     out = []
-    bf16 = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     for inputs in batches:
         ids, mask = inputs["input_ids"].to(device), inputs["attention_mask"].to(device)
-        with bf16:
+        with reranker.autocast():  # as the job scored, so the last layer's head row is the job's own score
             hidden = reranker.backbone(
                 input_ids=ids, attention_mask=mask, use_cache=False, output_hidden_states=True
             ).hidden_states
-            rows, last = torch.arange(ids.size(0), device=device), mask.sum(dim=1) - 1
+            rows, last = torch.arange(ids.size(0), device=device), reranker.read.index(ids, mask)  # the head's token
             states = torch.stack([h[rows, last] for h in hidden[1:]])  # [0] is the embeddings
             states = torch.cat([norm(states[:-1]), states[-1:]])
         out.append(states.float().cpu())

@@ -17,9 +17,11 @@ from rerank_lora.data.collection import load_collection
 from rerank_lora.data.datamodule import RerankDataModule
 from rerank_lora.data.spec import DataSpec
 from rerank_lora.errors import InputError
+from rerank_lora.evaluation.metrics import check_split_cutoffs
 from rerank_lora.job_folder import INFO_FILE, JobFolder, step_of_name
 from rerank_lora.model.backbone import ModelSpec, load_backbone
 from rerank_lora.model.reranker import ADAPTER_CONFIG, ADAPTER_FILE, Reranker
+from rerank_lora.train.precision import resolve_precision
 
 
 def check_count(key: str, value, null: str | None = None) -> None:
@@ -67,6 +69,19 @@ def job_config(folder: Path) -> tuple[DictConfig, Path]:
     return OmegaConf.load(path), path.parent.parent
 
 
+def scoring_precision(folder: Path, cfg: DictConfig) -> str:
+    """The precision the checkpoint's job scored in (its reranker.json), so a re-scoring tool reproduces the job's
+    scores; a checkpoint written before it was recorded: the job's trainer.precision resolved on this machine."""
+    info = json.loads((folder / INFO_FILE).read_text())
+    return info.get("precision") or resolve_precision(cfg.trainer.precision, cfg.trainer.get("accelerator", "cpu"))
+
+
+def merges(merge: bool | None, precision: str) -> bool:
+    """merge=null folds LoRA into the weights only in 32-true, where that moves scores by float32 rounding alone;
+    in mixed precision the job computed the LoRA update apart from the bf16-cast base weights, so re-scoring must too."""
+    return precision == "32-true" if merge is None else bool(merge)
+
+
 class TrainedJob:
     """The reranker of one checkpoint on a once-loaded base backbone, and the job's data reranking `splits`
     at `depth` (null: the job's data.eval_depth). What analyses need of the job's config is here as plain
@@ -78,12 +93,14 @@ class TrainedJob:
         data = to_spec(DataSpec, self.cfg.data, "data")
         data = dataclasses.replace(data, eval_splits=list(dict.fromkeys(splits)), eval_depth=depth or data.eval_depth)
         self.depth = data.eval_depth
+        check_split_cutoffs(self.cfg.measures, data, data.eval_splits, "depth")  # before any model loads
         self.model = to_spec(ModelSpec, self.cfg.model, "model")
         self.measures: list[str] = list(self.cfg.measures)
         self.seed = int(self.cfg.seed)
         collection = load_collection(data)
         base, tokenizer = load_backbone(self.model)
         self.reranker = Reranker.load(folder, base).eval()
+        self.reranker.precision = scoring_precision(folder, self.cfg)
         self.data = RerankDataModule(collection, tokenizer, data, self.cfg.seed)
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.reranker.to(self.device)

@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from rerank_lora.data.collection_type import Collection
-from rerank_lora.data.pairs import pad, pair_encoder
+from rerank_lora.data.pairs import TemplateOptions, pad, pair_encoder
 from rerank_lora.data.spec import DataSpec, split_depth
 from rerank_lora.data.train_sources import NEGATIVE_SOURCES, CollectionPairs, Example, check_sources
 from rerank_lora.data.trec_files import top_k
@@ -69,12 +69,12 @@ class TrainGroups:
         rng.shuffle(own)
         drawn = own[:wanted]
         if "random" in self.sources:
-            excluded = {pid for pid, _ in example.positives} | {pid for pid, _ in drawn}
+            excluded = {p[0] for p in example.positives} | {p[0] for p in drawn}
             while len(drawn) < wanted:
-                pid, text = self.source.random_passage(rng)
-                if pid not in excluded:
-                    drawn.append((pid, text))
-                    excluded.add(pid)
+                passage = self.source.random_passage(rng)
+                if passage[0] not in excluded:
+                    drawn.append(passage)
+                    excluded.add(passage[0])
         while len(drawn) < wanted:  # too few negatives of its own and no random source: repeat them
             drawn.append(rng.choice(own))
         return drawn
@@ -108,6 +108,21 @@ class StreamWindow(Dataset):
         return self.groups.group(self.start + index)
 
 
+def template_options(spec: DataSpec) -> TemplateOptions:
+    return TemplateOptions(spec.query_prefix, spec.passage_prefix, spec.append_eos)
+
+
+def check_titles_on_both_sides(collection: Collection, spec: DataSpec) -> None:
+    """Evaluation passages (corpus files, ir_datasets' msmarco-passage) carry no titles, so training passages may not
+    either: the model would be measured on inputs built otherwise than those it learned from."""
+    if spec.titles and collection.train_rows is not None and spec.scored_splits:
+        raise InputError(
+            "data.titles=true: the training rows' passages would carry their titles but the evaluation passages "
+            f"({', '.join(spec.scored_splits)}) have none, so pairs would be built differently in training and in "
+            "evaluation; accepted: data.titles=false (the default of data=msmarco and recipe=rankllama)"
+        )
+
+
 class RerankDataModule(L.LightningDataModule):
     """Training groups for Lightning's fit loop (unless train=False); eval batches for each eval split,
     reranking the first-stage candidates to data.eval_depth."""
@@ -115,8 +130,11 @@ class RerankDataModule(L.LightningDataModule):
     def __init__(self, collection: Collection, tokenizer, spec: DataSpec, seed: int, train: bool = True):
         super().__init__()
         self.collection, self.cfg, self.seed = collection, spec, seed
-        self.encoder = pair_encoder(tokenizer, spec.max_length, spec.template, (CACHED_QUERIES, CACHED_PASSAGES))
+        self.encoder = pair_encoder(tokenizer, spec.max_length, spec.template, (CACHED_QUERIES, CACHED_PASSAGES),
+                                    template_options(spec))
         self.pad_id = tokenizer.pad_token_id
+        if train:
+            check_titles_on_both_sides(collection, spec)
         self.train_set = TrainGroups(collection, spec, self.encoder, seed) if train else None
         self.first_stage = {split: self._first_stage(split) for split in spec.scored_splits}
 

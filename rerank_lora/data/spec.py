@@ -5,7 +5,7 @@ one data.splits entry (data=msmarco), read from the plain dicts DataSpec.splits 
 
 from dataclasses import dataclass, field, fields
 
-from rerank_lora.data.pairs import TEMPLATES
+from rerank_lora.data.pairs import check_template
 from rerank_lora.errors import InputError
 
 
@@ -25,7 +25,7 @@ class DataSpec:
     train_file: str | None = None
     train_queries: int | None = None
     sample_seed: int = 0
-    titles: bool = True  # a Tevatron passage's title goes before its text: `document: {title} {text}`
+    titles: bool = False  # data=msmarco: training passages carry their titles (refused while eval passages have none)
     splits: dict = field(default_factory=dict)
     # training groups
     train_split: str = "train"
@@ -34,8 +34,12 @@ class DataSpec:
     negatives: list = field(default_factory=lambda: ["triples", "random"])
     candidate_negatives_depth: int = 100
     bm25_negatives_depth: int = 10  # negatives=bm25: each query's top-k of BM25 over the training passages
+    allow_eval_queries_in_training: bool = False  # else a training query that an eval split reranks is an error
     max_length: int = 160
-    template: str = "rerank_lora"  # how a pair becomes tokens: rerank_lora | rankllama (data/pairs.py)
+    template: str = "rerank_lora"  # how a pair becomes tokens: rerank_lora | tevatron | rankllama_v1 (data/pairs.py)
+    query_prefix: str = ""  # template=tevatron: Tevatron's --query_prefix
+    passage_prefix: str = ""  # template=tevatron: Tevatron's --passage_prefix
+    append_eos: bool = False  # template=tevatron: Tevatron's --append_eos_token
     # evaluation
     eval_splits: list = field(default_factory=lambda: ["test"])
     held_out_splits: list = field(default_factory=list)  # scored only at step 0 and at the checkpoint chosen on eval_splits[0]
@@ -55,8 +59,7 @@ class DataSpec:
             check_int(f"data.{key}", getattr(self, key), least, why)
         if self.train_queries is not None:
             check_int("data.train_queries", self.train_queries, 1, "null: every training query")
-        if self.template not in TEMPLATES:
-            raise InputError(f"data.template={self.template!r}; accepted: {', '.join(TEMPLATES)}")
+        check_template(self.template, "data.template")
         both = sorted(set(self.eval_splits) & set(self.held_out_splits))
         if both:
             raise InputError(

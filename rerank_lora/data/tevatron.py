@@ -6,8 +6,9 @@ Nothing is gathered up front beyond the row numbers kept (rows with a positive p
 data.train_queries): all ~400k rows start training as fast as 1,000 do. Memory stays flat over the epoch: the
 file pages a row read maps into this process are dropped every RELEASE_EVERY rows (they stay in the kernel's
 page cache), where a plain memory map would keep every page it ever touched resident, the whole 5-6 GB file by
-the end. A passage's title goes before its text (`{title} {text}`) when data.titles is true, cleaned as
-Tevatron's reranker cleans it (hyphens become spaces, so its "-" placeholder for a missing title is no title).
+the end. With data.titles a passage is (docid, text, title), its title as the row holds it, for the input template
+to place (data/pairs.py; Tevatron's "-" placeholder for a missing title becomes no title there); without, (docid,
+text).
 """
 
 import mmap
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from rerank_lora.data.offline import environ, hub_file
+from rerank_lora.data.pairs import Passage, clean_title  # noqa: F401 - clean_title: tests import it here
 from rerank_lora.data.spec import DataSpec
 from rerank_lora.data.train_sources import Example
 from rerank_lora.errors import InputError
@@ -67,11 +69,6 @@ def load_rows(spec: DataSpec, files: list[str], cache: Path):
             f"{missing}; columns present: {rows.column_names}"
         )
     return rows.select_columns(list(TEVATRON_COLUMNS))
-
-
-def clean_title(title) -> str:
-    """A passage title as Tevatron's reranker writes it into the pair: hyphens as spaces, trimmed."""
-    return (title or "").replace("-", " ").strip()
 
 
 class MappedTable:
@@ -132,19 +129,20 @@ class TevatronRows:
                 raise TypeError
         except (KeyError, TypeError, AttributeError):
             raise InputError(f"data.train_source={self.source}: row {number} is not a Tevatron row {LAYOUT}") from None
-        positive_ids = {pid for pid, _ in positives}
+        positive_ids = {p[0] for p in positives}
         return Example(str(row["query_id"]), row["query"], positives, [p for p in negatives if p[0] not in positive_ids])
 
-    def _passages(self, passages) -> list[tuple[str, str]]:
+    def _passages(self, passages) -> list[Passage]:
         out = []
         for p in passages or []:
-            text, title = p["text"], clean_title(p.get("title")) if self.titles else ""
+            text = p["text"]
             if not isinstance(text, str):
                 raise TypeError
-            out.append((str(p["docid"]), f"{title} {text}" if title else text))
+            title = p.get("title") if self.titles else None
+            out.append((str(p["docid"]), text, str(title)) if title else (str(p["docid"]), text))
         return out
 
-    def random_passage(self, rng: random.Random) -> tuple[str, str]:
+    def random_passage(self, rng: random.Random) -> Passage:
         example = self.example(rng.randrange(len(self.kept)))
         return rng.choice(example.positives + example.negatives)
 

@@ -19,8 +19,8 @@ log = logging.getLogger(__name__)
 
 
 class Evaluator:
-    def __init__(self, datamodule, job: JobFolder, measures, logger=None, bf16: bool = False, held_out=()):
-        self.data, self.job, self.measures, self.logger, self.bf16 = datamodule, job, list(measures), logger, bf16
+    def __init__(self, datamodule, job: JobFolder, measures, logger=None, held_out=()):
+        self.data, self.job, self.measures, self.logger = datamodule, job, list(measures), logger
         self.held_out = list(held_out)  # splits scored only when named in model(splits=...)
         self.writes = writes_job_folder()  # the other ranks of a data-parallel job neither score nor write
         self.batches = {split: datamodule.eval_batches(split) for split in datamodule.first_stage} if self.writes else {}
@@ -46,7 +46,7 @@ class Evaluator:
                 continue
             # merge=False: merging and unmerging leaves rounding drift in the base weights, and a resumed
             # run (fresh base weights) must continue exactly as an uninterrupted one would
-            run = score(reranker, batches, desc=f"scoring {split} @ step {step}", merge=False, bf16=self.bf16)
+            run = score(reranker, batches, desc=f"scoring {split} @ step {step}", merge=False)
             if not all(math.isfinite(value) for scores in run.values() for value in scores.values()):
                 raise TrainingDiverged(f"the model's scores on {split} are not finite at step {step}")
             write_run(run, self.job.run_file(split, step), f"step{step}")
@@ -66,10 +66,10 @@ class Evaluator:
 
 
 @torch.inference_mode()
-def score(reranker, batches, desc: str = "scoring", merge: bool = True, bf16: bool = False) -> dict[str, dict[str, float]]:
+def score(reranker, batches, desc: str = "scoring", merge: bool = True) -> dict[str, dict[str, float]]:
     """Scores of every pair in `batches`, as a run {qid: {pid: score}}; the model is left as it was.
-    With `merge`, the LoRA update is folded into the base weights while scoring (about a third faster). On a GPU,
-    and on a CPU with `bf16` (trainer.precision bf16 there), the matmuls run in bf16 autocast."""
+    With `merge`, the LoRA update is folded into the base weights while scoring (about a third faster). The
+    matmuls run in the reranker's precision (`Reranker.autocast`), on every device; the scores are float32."""
     was_training = reranker.training
     reranker.eval()
     merge = merge and isinstance(reranker.backbone, PeftModel)
@@ -77,11 +77,10 @@ def score(reranker, batches, desc: str = "scoring", merge: bool = True, bf16: bo
         reranker.backbone.merge_adapter()
     device = next(reranker.parameters()).device
     run: dict[str, dict[str, float]] = {}
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda" or bf16)  # as training does
     try:
         for batch in tqdm(batches, desc=desc, unit="batch", leave=False):
             inputs = {k: v.to(device) for k, v in batch.inputs.items()}
-            with autocast:
+            with reranker.autocast():
                 scores = reranker(**inputs).tolist()
             for qid, pid, value in zip(batch.qids, batch.pids, scores):
                 run.setdefault(qid, {})[pid] = value

@@ -54,6 +54,7 @@ def load_backbone(model: ModelSpec, gradient_checkpointing: bool = False) -> tup
         keep_first_layers(backbone, model.num_layers)
     if gradient_checkpointing:  # recompute activations in backward: less memory, ~30% slower
         backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    tokenizer.own_pad_token_id = tokenizer.pad_token_id  # a classifier's pad id depends on it (model/read_position.py)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return backbone, tokenizer

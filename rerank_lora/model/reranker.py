@@ -1,5 +1,6 @@
 """The reranker: a LoRA-adapted backbone and a linear head on the last real token (RankLLaMA-style)."""
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,7 +12,9 @@ from torch import nn
 
 from rerank_lora import faults
 from rerank_lora.errors import TrainingDiverged
+from rerank_lora.job_folder import INFO_FILE
 from rerank_lora.model.packing import PACKED, PackedBatch
+from rerank_lora.model.read_position import ReadPosition
 
 ADAPTER_FILE, ADAPTER_CONFIG = "adapter_model.safetensors", "adapter_config.json"  # peft's names
 HEAD_FILE = "head.safetensors"
@@ -33,7 +36,7 @@ class Reranker(L.LightningModule):
 
     def __init__(
         self, backbone: nn.Module, group_size: int, optim: Optim | None = None, length_chunks: int | None = None,
-        packed: bool = False,
+        packed: bool = False, read: ReadPosition | None = None,
     ):
         super().__init__()
         self.backbone = backbone
@@ -45,9 +48,18 @@ class Reranker(L.LightningModule):
         self.optim = optim or Optim()
         self.length_chunks = length_chunks  # training: score a batch in this many pairs at a time, by length
         self.packed = packed  # training: each batch (or chunk) packed into one row
+        self.read = read or ReadPosition()  # which token's state the head scores (model/read_position.py)
         if packed and backbone.config._attn_implementation != PACKED:  # plain SDPA would attend across the pairs
             raise ValueError("packed=True needs a backbone whose attention is packing.PACKED (packing.use_packing)")
         self.strict_loading = False  # resume checkpoints hold only the trained weights
+        self.precision = "32-true"  # the job's Lightning precision: scoring outside training computes in it too
+
+    def autocast(self):
+        """The autocast a job in `precision` computes its matmuls in (bf16 or fp16 mixed precision, on any device;
+        none in 32-true), so every tool that re-scores a job scores as the job did."""
+        dtype = {"bf16": torch.bfloat16, "16": torch.float16}.get(self.precision.split("-")[0])
+        device = next(self.parameters()).device
+        return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None and "mixed" in self.precision)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Keep LoRA and head weights only: the frozen base is reloaded from its source on resume."""
@@ -55,13 +67,18 @@ class Reranker(L.LightningModule):
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in trained}
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.head(self.pooled(input_ids, attention_mask)).squeeze(-1)
+        return self.head_scores(self.pooled(input_ids, attention_mask))
+
+    def head_scores(self, states: torch.Tensor) -> torch.Tensor:
+        """The head on float32 states, in float32 under any autocast: bf16 rounding of the scores would tie pairs."""
+        with torch.autocast(states.device.type, enabled=False):
+            return self.head(states.float()).squeeze(-1)
 
     def pooled(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """The last layer's state at each pair's last real token (right-padded: its EOS), in float32."""
+        """The last layer's state at each pair's read token (`read`), in float32."""
         hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
-        last = attention_mask.sum(dim=1) - 1
-        return hidden[torch.arange(hidden.size(0), device=hidden.device), last].float()
+        read = self.read.index(input_ids, attention_mask)
+        return hidden[torch.arange(hidden.size(0), device=hidden.device), read].float()
 
     def packed_scores(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """forward's scores, computed with the batch packed into one row (model/packing.py): no padding computed."""
@@ -69,7 +86,12 @@ class Reranker(L.LightningModule):
         hidden = self.backbone(
             input_ids=batch.input_ids, position_ids=batch.position_ids, padded_view=batch.padded_view, use_cache=False
         ).last_hidden_state
-        return self.head(hidden[0, batch.last].float()).squeeze(-1)
+        return self.head_scores(hidden[0, self.packed_read(batch, input_ids, attention_mask)])
+
+    def packed_read(self, batch: PackedBatch, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Each pair's read token in the packed row: its last token there, less the tokens after the read one."""
+        lengths = attention_mask.sum(dim=1)
+        return batch.last - (lengths - 1 - self.read.index(input_ids, attention_mask))
 
     def by_length(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, size: int, score=None) -> torch.Tensor:
         """The scores of a right-padded batch, computed `size` pairs at a time in order of length, each chunk cut
@@ -122,8 +144,9 @@ class Reranker(L.LightningModule):
 
     @classmethod
     def load(cls, folder: Path, base: nn.Module, group_size: int = 1) -> "Reranker":
-        """A reranker from `save`'s folder on a freshly loaded base backbone."""
-        reranker = cls(PeftModel.from_pretrained(base, folder), group_size)
+        """A reranker from `save`'s folder on a freshly loaded base backbone, reading where its reranker.json says."""
+        read = ReadPosition.from_json(json.loads((folder / INFO_FILE).read_text())) if (folder / INFO_FILE).is_file() else None
+        reranker = cls(PeftModel.from_pretrained(base, folder), group_size, read=read)
         reranker.load_head(folder)
         return reranker
 

@@ -59,9 +59,8 @@ def pooled_states(reranker, batches: list[dict]) -> torch.Tensor:
     """(pairs, hidden) float32: what the head reads, with dropout off."""
     was_training, device = reranker.training, reranker.device
     reranker.eval()
-    bf16 = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     try:
-        with bf16:
+        with reranker.autocast():
             return torch.cat([reranker.pooled(b["input_ids"].to(device), b["attention_mask"].to(device)) for b in batches])
     finally:
         reranker.train(was_training)
