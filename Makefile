@@ -81,6 +81,10 @@ slurm-down:  ## stop the SLURM that slurm-up started
 report: setup  ## static report.html for a sweep: plots + paired significance tests (SWEEP=sweep or job folder)
 	$(BIN)/python -m rerank_lora.report sweep=$(SWEEP) $(ARGS)
 
+.PHONY: dashboard
+dashboard: setup  ## a sweep's W&B workspace + report (specs beside the sweep; saved with an API key): SWEEP= ARGS='entity=... save=true'
+	$(BIN)/python -m rerank_lora.dashboard sweep=$(SWEEP) $(ARGS)
+
 chromium:  ## install Debian's chromium (the headless browser the report test opens report.html in)
 	scripts/install-chromium.sh
 

@@ -1,5 +1,8 @@
 """The second record of an ablation, probe or adapter-stats table: a W&B run (offline unless WANDB_MODE says
-otherwise) in the job's folder and W&B group, holding the rows as a W&B Table and a chart of them."""
+otherwise) in the job's folder and W&B group, holding the rows as a W&B Table and a chart of them. The run is
+logged as the job's own run is (train/loggers.py): the resolved job config at the top level (`lora.rank`,
+`targets.modules`, ...), the job's tags, `trainer/global_step` as the step axis, so a dashboard filters and
+groups every run of a sweep alike; the command's settings go under `analysis`."""
 
 import logging
 import os
@@ -10,6 +13,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from rerank_lora.errors import InputError
 from rerank_lora.job_folder import checkpoint_name
+from rerank_lora.train.loggers import schedule_choice, tags
+
+STEP_AXIS = "trainer/global_step"  # Lightning's WandbLogger logs the job's metrics against it
 
 log = logging.getLogger(__name__)
 LOGGER_CHOICES = ("job", "wandb", "none")
@@ -54,9 +60,11 @@ def log_table(job_cfg: DictConfig, job_dir: Path, table: str, step: int, rows: l
         group=job_group(job_dir),
         job_type=table,
         name=f"{job_dir.name}/{name}",
-        config={"step": step, **settings, "job": OmegaConf.to_container(job_cfg, resolve=False)},
+        tags=tags(job_cfg, schedule_choice(job_dir)),
+        config={**OmegaConf.to_container(job_cfg, resolve=True), "analysis": {"table": table, "step": step, **settings}},
         reinit="create_new",
     )
+    run.define_metric("*", step_metric=STEP_AXIS)
     try:
         columns = list(dict.fromkeys(k for row in rows for k in row))
 
@@ -69,7 +77,7 @@ def log_table(job_cfg: DictConfig, job_dir: Path, table: str, step: int, rows: l
             plot = wandb.plot.bar(drawn, chart.x, chart.y, title=title)
         else:
             plot = wandb.plot.line(drawn, chart.x, chart.y, stroke=chart.stroke, title=title)
-        run.log({table: as_table(rows), f"{table}-chart": plot})
+        run.log({STEP_AXIS: step, table: as_table(rows), f"{table}-chart": plot})
     finally:
         run.finish()
     log.info("logged %s to W&B (%s, group %s)", table, mode, job_group(job_dir))

@@ -19,18 +19,26 @@ def make_logger(cfg: DictConfig, out_dir: Path):
     group = Path(hydra_cfg.sweep.dir).name if multirun else out_dir.name
     name = hydra_cfg.job.override_dirname or cfg.model.name
     is_wandb = cfg.logger._target_.endswith("WandbLogger")
-    extra = {"group": group, "name": name, "tags": tags(cfg)} if is_wandb else {}
+    schedule = hydra_cfg.runtime.choices.get("schedule", "custom")
+    extra = {"group": group, "name": name, "tags": tags(cfg, schedule)} if is_wandb else {}
     logger = instantiate(cfg.logger, save_dir=str(out_dir), **extra)
     logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     return logger
 
 
-def tags(cfg: DictConfig) -> list[str]:
-    """W&B tags for filtering a grid: model, rank, targets, schedule, data."""
+def tags(cfg: DictConfig, schedule: str) -> list[str]:
+    """W&B tags for filtering a grid: model, rank, targets, schedule (the config group chosen), data. The same
+    for a job's run and for the runs of its analysis tables (analysis/wandb_tables.py)."""
     targets = cfg.targets.modules if isinstance(cfg.targets.modules, str) else "+".join(cfg.targets.modules)
-    schedule = HydraConfig.get().runtime.choices.get("schedule", "custom")
     return [f"model={cfg.model.name}", f"rank={cfg.lora.rank}", f"targets={targets}", f"schedule={schedule}",
             f"data={cfg.data.name}"]
+
+
+def schedule_choice(job_dir: Path) -> str:
+    """The schedule config group a finished job was composed with, from its .hydra/hydra.yaml."""
+    path = job_dir / ".hydra" / "hydra.yaml"
+    choices = OmegaConf.select(OmegaConf.load(path), "hydra.runtime.choices") if path.is_file() else None
+    return str((choices or {}).get("schedule", "custom"))
 
 
 def finish(logger) -> None:
