@@ -48,16 +48,21 @@ def records(path: Path) -> list[dict]:
     return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
 
 
+def config_update(body: dict) -> dict:
+    return flatten({k: v for k, v in body.get("update", {}).items() if k != "_wandb"})
+
+
 def read_run(path: Path) -> LoggedRun:
     run = LoggedRun(path)
     for record in records(path):
         kind = record["type"]
         body = record.get(kind, {})
-        if kind == "run":
+        if kind == "run":  # wandb.init's config comes with the run record, later updates as config records
             run.name, run.group = body.get("display_name", ""), body.get("run_group", "")
             run.job_type, run.tags = body.get("job_type", ""), list(body.get("tags", []))
+            run.config |= config_update(body.get("config", {}))
         elif kind == "config":
-            run.config |= flatten({k: v for k, v in body.get("update", {}).items() if k != "_wandb"})
+            run.config |= config_update(body)
         elif kind == "history":
             run.history.append(body.get("item", {}))
         elif kind == "summary":

@@ -12,7 +12,7 @@ from rerank_lora.dashboards.sweep_view import SweepView
 
 def runs(view: SweepView, entity: str, project: str, *filters) -> wr.Runset:
     return wr.Runset(entity=entity, project=project, name=view.group,
-                     filters=[expr.Metric("Group") == view.group, *filters])
+                     filters=expr.And(expr.Metric("Group") == view.group, *filters))
 
 
 def cell_curves(view: SweepView, model: str, targets: str) -> list[wr.LinePlot]:

@@ -71,7 +71,7 @@ def runs_section() -> ws.Section:
 def runset(view: SweepView) -> ws.RunsetSettings:
     summary = [f"summary:{keys.metric(s, m)}" for s in view.splits for m in view.measures]
     return ws.RunsetSettings(
-        filters=[expr.Metric("Group") == view.group],
+        filters=expr.And(expr.Metric("Group") == view.group),
         pinned_columns=[*(f"config:{k}" for k in view.columns), *summary],
     )
 
