@@ -147,12 +147,13 @@ def test_report_compares_ranks_and_targets_with_holm_corrected_tests(made):
         "tiny_llama r2 mlp",
     ]
     ranks = rows_of(page, "rank-tests")
-    assert {(r[0], r[1], r[2]) for r in ranks} == {
+    assert {(r[0], r[2], r[4]) for r in ranks} == {
         (f"tiny_llama r1 {t}", f"tiny_llama r2 {t}", s) for t in ("attn", "mlp") for s in ("dev", "test")
     }
     targets = rows_of(page, "target-tests")
-    assert {(r[0], r[1]) for r in targets} == {(f"tiny_llama r{k} attn", f"tiny_llama r{k} mlp") for k in (1, 2)}
-    assert all(r[3] in ("43", "54") and 0 <= float(r[5]) <= 1 for r in ranks + targets)
+    assert {(r[0], r[2]) for r in targets} == {(f"tiny_llama r{k} attn", f"tiny_llama r{k} mlp") for k in (1, 2)}
+    assert all(r[5] in ("43", "54") and 0 <= float(r[7]) <= 1 for r in ranks + targets)
+    assert all(r[1] == r[3] == "2" for r in ranks + targets)  # both at the final checkpoint, said in the table
     assert len(rows_of(page, "boundary-table")) == 1 and len(rows_of(page, "probe-table")) == 4
     assert not re.search(r"No [\w.-]+ found", page)  # every section found its tables
 
@@ -205,3 +206,38 @@ def test_the_page_escapes_every_text_and_highlights_by_column_name():
     text = page.html("sub <i>")
     assert not re.search(r"<(x|b|i|c|1)>", text) and "&lt;x&gt;" in text and "A &amp; B" in text
     assert text.count('class="sig"') == 1 and re.search(r'<td class="sig">0\.0100</td><td class="">0\.0100</td>', text)
+
+
+@pytest.fixture(scope="module")
+def held_out_report(tmp_path_factory):
+    """A tiny 2 x 2 grid evaluated on dev at steps 0 and 2, test held out (scored at step 0 and at the checkpoint
+    chosen on dev), and its report."""
+    cwd = tmp_path_factory.mktemp("held-out-sweep")
+    args = ["-m", *TINY, "data.eval_splits=[dev]", "data.held_out_splits=[test]", "lora.rank=1,2", "targets=attn,mlp"]
+    result = run_module("rerank_lora.run", args, cwd, ONE_THREAD)
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = job_dirs(cwd)
+    return jobs, report.report([f"sweep={jobs[0].parent}"]).read_text()
+
+
+def test_a_held_out_split_is_compared_at_each_cells_chosen_checkpoint(held_out_report):
+    from rerank_lora.evaluation.selection import chosen_step
+
+    jobs, page = held_out_report
+    chosen = {}
+    for job in jobs:
+        rows = [json.loads(line) for line in (job / "metrics.jsonl").read_text().splitlines()]
+        step = chosen_step(rows, "dev", "nDCG@10")
+        value = next(r["nDCG@10"] for r in rows if (r["split"], r["step"], r["ranker"]) == ("test", step, "model"))
+        chosen[step, round(value, 4)] = job
+    header = re.search(r'<table id="cells-table">.*?<thead>(.*?)</thead>', page, re.S).group(1)
+    columns = re.findall(r"<th[^>]*>(.*?)</th>", header)
+    step_at, value_at = columns.index("test chosen step"), columns.index("test nDCG@10")
+    cells = rows_of(page, "cells-table")[1:]
+    assert len(cells) == 4
+    assert {(int(c[step_at]), float(c[value_at])) for c in cells} == set(chosen)  # every cell, at its own choice
+    tests = [r for table in ("first-stage-tests", "rank-tests", "target-tests") for r in rows_of(page, table)]
+    on_test = [r for r in tests if r[4] == "test"]
+    assert len(on_test) == 4 + 4 + 2 + 2 and all(r[5] == "54" for r in on_test)  # the shipped DL20's 54 queries
+    against_step_0 = [r for r in on_test if r[2].endswith("at step 0")]
+    assert len(against_step_0) == 4 and all(r[3] == "0" for r in against_step_0)

@@ -70,8 +70,7 @@ def bars(panels: list[dict]) -> str:
             ax.axhline(panel["hline"][1], linestyle="--", color="gray", linewidth=1.1, label=panel["hline"][0])
         ax.set_xticks(range(len(groups)))
         ax.set_xticklabels(groups, rotation=20, ha="right", fontsize=8)
-        low = min((v for _, vs in series for v in vs if v is not None), default=0)
-        ax.set_ylim(bottom=max(0.0, low - 0.1))
+        ax.set_ylim(bottom=0.0)  # a bar's length is its value: a cut axis would magnify small differences
         ax.set_title(panel["title"], fontsize=10)
         ax.set_ylabel(panel["ylabel"])
         ax.grid(alpha=0.3, axis="y")

@@ -10,24 +10,42 @@ from rerank_lora.reporting import plots
 from rerank_lora.reporting.page import Page
 from rerank_lora.reporting.sweep import Cell, Sweep, p_holm
 
-Pair = tuple[Cell, Cell | None]  # (A, B) compared at their final checkpoints; B None: the first stage of A
+# (A, B), each at the checkpoint the report compares on the split (Cell.step_for: the final one; on a held-out
+# split the chosen one). B None: the first stage of A's queries; B A itself: A at step 0.
+Pair = tuple[Cell, Cell | None]
+
+
+def b_step(pair: Pair, split: str) -> int | None:
+    """The checkpoint of B on `split` (None: the first stage)."""
+    a, b = pair
+    if b is None:
+        return None
+    return 0 if b is a else b.step_for(split)
 
 
 def pair_values(pair: Pair, split: str, measures: list[str]) -> tuple[PerQuery, PerQuery] | None:
     """The per-query values of A and B on `split`; None where a run is missing or the depths differ."""
     a, b = pair
-    values_a = a.per_query(split, a.final_step, measures)
-    values_b = a.per_query(split, None, measures) if b is None else b.per_query(split, b.final_step, measures)
+    values_a = a.per_query(split, a.step_for(split), measures)
+    values_b = (b or a).per_query(split, b_step(pair, split), measures)
     comparable = values_a is not None and values_b is not None and (b is None or a.depth == b.depth)
     return (values_a, values_b) if comparable else None
+
+
+def b_label(pair: Pair) -> str:
+    a, b = pair
+    return "first stage" if b is None else f"{a.label} at step 0" if b is a else b.label
 
 
 def comparison_rows(sweep: Sweep, pairs: list[Pair], split: str) -> list[dict]:
     """One row per pair: mean difference and Holm-corrected paired p-value per measure."""
     differences = compare([pair_values(pair, split, sweep.measures) for pair in pairs], sweep.measures)
     rows = []
-    for (a, b), by_measure in zip(pairs, differences):
-        row = {"cell A": a.label, "cell B": "first stage" if b is None else b.label, "split": split}
+    for pair, by_measure in zip(pairs, differences):
+        a = pair[0]
+        step_b = b_step(pair, split)
+        row = {"cell A": a.label, "step A": a.step_for(split), "cell B": b_label(pair),
+               "step B": "" if step_b is None else step_b, "split": split}
         row["queries"] = by_measure[sweep.primary].queries
         for m in sweep.measures:
             row[f"Δ {m} (A−B)"], row[p_holm(m)] = by_measure[m].delta, by_measure[m].p
@@ -37,7 +55,8 @@ def comparison_rows(sweep: Sweep, pairs: list[Pair], split: str) -> list[dict]:
 
 def comparison_table(page: Page, sweep: Sweep, table_id: str, pairs_by_split: dict[str, list[Pair]], caption: str) -> None:
     rows = [row for split, pairs in pairs_by_split.items() for row in comparison_rows(sweep, pairs, split)]
-    columns = ["cell A", "cell B", "split", "queries", *(c for m in sweep.measures for c in (f"Δ {m} (A−B)", p_holm(m)))]
+    tests = [c for m in sweep.measures for c in (f"Δ {m} (A−B)", p_holm(m))]
+    columns = ["cell A", "step A", "cell B", "step B", "split", "queries", *tests]
     page.table(table_id, columns, rows, {p_holm(m): sweep.significant for m in sweep.measures}, caption)
 
 
@@ -53,10 +72,14 @@ def overview(page: Page, sweep: Sweep) -> None:
     page.section(
         "cells",
         "Cells",
-        "One row per job of the sweep, at its final checkpoint. Δ and p compare with the first-stage ranking of "
-        "the same queries.",
+        "One row per job of the sweep, at its final checkpoint; a held-out split (scored at step 0 and at the "
+        "checkpoint chosen on the first eval split only) at that chosen checkpoint, its step in the column beside. "
+        "Δ and p compare with the first-stage ranking of the same queries and, on a held-out split, with the "
+        "cell's own step 0.",
     )
+    held_out = [s for s in sweep.splits if any(c.held_out(s) for c in sweep.cells)]
     values = [(f"{s} {m}", s, m) for s in sweep.splits for m in sweep.measures]
+    chosen = {f"{s} chosen step": s for s in held_out}
     first = sweep.cells[0]
     rows = [
         {"cell": "first stage", "status": "", "depth": first.depth, "final step": ""}
@@ -64,10 +87,13 @@ def overview(page: Page, sweep: Sweep) -> None:
     ]
     for cell in sweep.cells:
         head = {"cell": cell.label, "status": cell.status, "depth": cell.depth, "final step": cell.final_step}
-        rows.append(head | {c: cell.value(s, cell.final_step, m) for c, s, m in values})
-    page.table("cells-table", ["cell", "status", "depth", "final step", *(c for c, _, _ in values)], rows)
-    pairs = {s: [(c, None) for c in sweep.trained()] for s in sweep.splits}
-    comparison_table(page, sweep, "first-stage-tests", pairs, "each cell's final checkpoint against the first stage")
+        head |= {column: cell.step_for(s) for column, s in chosen.items()}
+        rows.append(head | {c: cell.value(s, cell.step_for(s), m) for c, s, m in values})
+    page.table("cells-table", ["cell", "status", "depth", "final step", *chosen, *(c for c, _, _ in values)], rows)
+    pairs = {s: [(c, None) for c in sweep.trained()] + [(c, c) for c in sweep.trained() if s in held_out]
+             for s in sweep.splits}
+    comparison_table(page, sweep, "first-stage-tests", pairs,
+                     "each cell (step A) against the first stage, and on a held-out split against its own step 0")
 
 
 def learning_curves(page: Page, sweep: Sweep) -> None:
@@ -96,7 +122,8 @@ def learning_curves(page: Page, sweep: Sweep) -> None:
 
 
 def ranks(page: Page, sweep: Sweep) -> None:
-    page.section("ranks", "Rank against rank", "Final checkpoint; one line per model and target set.")
+    page.section("ranks", "Rank against rank", "Final checkpoint (held-out splits: the chosen checkpoint, step A / B in "
+                 "the table); one line per model and target set.")
     groups = groups_of(sweep, lambda c: (c.model, c.targets))
     panels = [
         {
@@ -104,7 +131,7 @@ def ranks(page: Page, sweep: Sweep) -> None:
             "xlabel": "LoRA rank",
             "ylabel": m,
             "lines": [
-                (f"{model} {targets}", [c.rank for c in cells], [c.value(split, c.final_step, m) for c in cells], "-o")
+                (f"{model} {targets}", [c.rank for c in cells], [c.value(split, c.step_for(split), m) for c in cells], "-o")
                 for (model, targets), cells in groups.items()
             ],
             "hlines": [("first stage", sweep.first_stage(split, m))],
@@ -127,14 +154,15 @@ def targets(page: Page, sweep: Sweep) -> None:
     page.section(
         "targets",
         "Attention vs MLP vs all",
-        "Final checkpoint; LoRA on attention projections, MLP projections or both, per model and rank.",
+        "Final checkpoint (held-out splits: the chosen checkpoint); LoRA on attention projections, MLP projections "
+        "or both, per model and rank; bars from 0.",
     )
     groups = groups_of(sweep, lambda c: (c.model, c.rank))
     target_sets = list(dict.fromkeys(c.targets for c in sweep.cells))
 
     def final_value(cells: list[Cell], target_set: str, split: str, m: str) -> float | None:
         found = [c for c in cells if c.targets == target_set]
-        return found[0].value(split, found[0].final_step, m) if found else None
+        return found[0].value(split, found[0].step_for(split), m) if found else None
 
     panels = [
         {

@@ -72,6 +72,16 @@ class Cell:
         steps = self.steps()
         return steps[-1] if steps else None
 
+    def held_out(self, split: str) -> bool:
+        """Whether `split` is held out: scored at step 0 and at the chosen checkpoint only."""
+        return split in (self.cfg.data.get("held_out_splits") or [])
+
+    def step_for(self, split: str) -> int | None:
+        """The checkpoint the report compares on `split`: the final one, or for a held-out split the chosen one
+        (its last scored step; the other is step 0)."""
+        steps = self.steps(split)
+        return steps[-1] if steps else None
+
     def value(self, split: str, step: int | None, measure: str) -> float | None:
         ranker = FIRST_STAGE if step is None else MODEL
         found = [r for r in self.metrics if r["split"] == split and r["ranker"] == ranker and r["step"] == step]
