@@ -159,3 +159,33 @@ def test_analyses_refuse_a_measure_deeper_than_depth_before_any_model_loads(deep
     for depth, said in (([], 10), (["depth=12"], 12)):  # the job's data.eval_depth, then depth=
         with pytest.raises(InputError, match=rf"depth {said}; accepted: cutoffs <= {said}, or depth >= 20$"):
             tool([f"checkpoint={deep_job}", "logger=none", *extra, *depth])
+
+
+def test_the_score_margin_is_the_relevant_mean_minus_the_others_mean_on_the_real_scores():
+    qrels = {"a": {"1": 2, "2": 1, "3": 0}, "b": {"7": 1}, "c": {"9": 0}, "d": {"5": 3}}
+    run = {
+        "a": {"1": 3.0, "2": 0.5, "3": -1.0, "4": 0.25},  # 4 is unjudged: not relevant
+        "b": {"7": 2.0, "8": 1.0, "6": 1.0},  # one positive among others, as on a 1-positive split
+        "c": {"9": 1.0, "10": 0.0},  # nothing relevant: no margin
+        "d": {"5": 1.0},  # nothing else: no margin
+    }
+    by_hand = {"a": (3.0 + 0.5) / 2 - (-1.0 + 0.25) / 2, "b": 2.0 - 1.0}
+    by_hand_rel2 = {"a": 3.0 - (0.5 - 1.0 + 0.25) / 3}
+    values = per_query(qrels, run, ["Margin", "Margin(rel=2)", "nDCG@10"])
+    assert values["Margin"] == pytest.approx(by_hand, abs=1e-12)
+    assert values["Margin(rel=2)"] == pytest.approx(by_hand_rel2, abs=1e-12)
+    assert set(values["nDCG@10"]) == {"a", "b", "c", "d"}
+    means = metrics.compute(qrels, run, ["nDCG@10", "Margin", "Margin(rel=2)"])
+    assert list(means) == ["nDCG@10", "Margin", "Margin(rel=2)"]
+    assert means["Margin"] == pytest.approx(mean(by_hand), abs=1e-12)
+    assert means["Margin(rel=2)"] == pytest.approx(by_hand_rel2["a"], abs=1e-12)
+    # the real scores, not the rank order ir_measures is handed: doubling every score doubles the margin
+    doubled = {q: {p: 2 * s for p, s in scores.items()} for q, scores in run.items()}
+    assert metrics.compute(qrels, doubled, ["Margin"])["Margin"] == pytest.approx(2 * means["Margin"], abs=1e-12)
+
+
+def test_the_margin_has_no_cutoff():
+    metrics.check_cutoffs(["Margin", "Margin(rel=2)", "nDCG@10"], 10, "depth")
+    for name in ("Margin@10", "Margin(rel=x)", "margin"):
+        with pytest.raises(InputError, match=r"nor Margin / Margin\(rel=N\) \(no cutoff\)"):
+            metrics.parse_measures([name])

@@ -115,7 +115,7 @@ class Ablation:
             "step": self.job.step,
             "split": split,
             "depth": self.job.depth,
-            "queries": len(next(iter(by_query.values()))),
+            "queries": max(len(values) for values in by_query.values()),  # a margin may lack a few
             **variant.columns(),
             **extra,
             "layers_on": compact({s.layer for s in on}),
@@ -129,7 +129,8 @@ class Ablation:
     def _query_rows(self, variant: Variant, split: str, by_query: PerQuery, extra: dict) -> list[dict]:
         role = {"role": extra["role"]} if "role" in extra else {}
         head = {"step": self.job.step, "split": split, "variant": variant.name, **role}
-        return [{**head, "qid": q, **{m: by_query[m][q] for m in self.measures}} for q in sorted(by_query[self.measures[0]])]
+        qids = sorted({q for values in by_query.values() for q in values})
+        return [{**head, "qid": q, **{m: by_query[m].get(q) for m in self.measures}} for q in qids]
 
     def _compare(self, rows: list[dict], values: list[PerQuery], variants: list[Variant]) -> None:
         """delta_<M> and p_<M> of every row against the variant with every site on (none there: empty)."""

@@ -1,7 +1,13 @@
-"""ir_measures on qrels and runs held as dicts: metric names are ir_measures strings, e.g. RR(rel=2)@10.
+"""The measures, on qrels and runs held as dicts: ir_measures strings (e.g. RR(rel=2)@10) and the score margin
+(`Margin`, `Margin(rel=2)`), the one measure here that reads the scores themselves rather than the ranking.
 
-Two rules hold for every measure: score ties are broken as trec_eval breaks them (`trec_files.ranked`), and a
-measure is never cut deeper than the run was reranked (`check_cutoffs`)."""
+Two rules hold for every ranking measure: score ties are broken as trec_eval breaks them (`trec_files.ranked`), and
+a measure is never cut deeper than the run was reranked (`check_cutoffs`; the margin has no cutoff: it is taken over
+every passage the run holds for a query, the reranked top-depth)."""
+
+import math
+import re
+from dataclasses import dataclass
 
 import ir_measures
 
@@ -12,16 +18,57 @@ from rerank_lora.errors import InputError
 # TREC DL has graded qrels: MRR counts rel >= 2 as relevant (trec_eval -l 2); nDCG uses the grades.
 # All cut at 10, the default rerank depth (data.eval_depth).
 DEFAULT_MEASURES = ("nDCG@10", "RR(rel=2)@10", "RR@10")
+MARGIN_NAME = re.compile(r"Margin(?:\(rel=(\d+)\))?")
+
+
+@dataclass(frozen=True)
+class ScoreMargin:
+    """Per query: the mean score of the run's passages judged relevant (grade >= rel) minus the mean score of its
+    other passages (judged non-relevant or unjudged, as trec_eval counts them); on a split with one judged positive
+    per query, the positive's score minus the others' mean. A query without both kinds in its run has no value
+    (left out of the mean and of paired tests)."""
+
+    rel: int = 1
+
+    @property
+    def params(self) -> dict:
+        return {"rel": self.rel}  # no cutoff
+
+    def __str__(self) -> str:
+        return "Margin" if self.rel == 1 else f"Margin(rel={self.rel})"
+
+    def per_query(self, qrels: dict, run: dict) -> dict[str, float]:
+        values = {}
+        for qid, scores in run.items():
+            grades = qrels.get(qid, {})
+            relevant = [s for pid, s in scores.items() if grades.get(pid, 0) >= self.rel]
+            others = [s for pid, s in scores.items() if grades.get(pid, 0) < self.rel]
+            if relevant and others:
+                values[qid] = sum(relevant) / len(relevant) - sum(others) / len(others)
+        return values
+
+
+def parse_measure(name):
+    """An ir_measures measure, or a ScoreMargin for `Margin` / `Margin(rel=N)`."""
+    found = MARGIN_NAME.fullmatch(str(name).strip())
+    if found:
+        return ScoreMargin(int(found.group(1) or 1))
+    try:
+        return ir_measures.parse_measure(str(name))
+    except (ValueError, NameError, SyntaxError, TypeError):
+        raise InputError(
+            f"measure {name!r} is neither an ir_measures measure nor Margin / Margin(rel=N) (no cutoff); "
+            f"e.g. {', '.join(DEFAULT_MEASURES)}, Margin"
+        ) from None
 
 
 def parse_measures(names) -> list:
-    measures = []
-    for name in names:
-        try:
-            measures.append(ir_measures.parse_measure(str(name)))
-        except (ValueError, NameError, SyntaxError, TypeError):
-            raise InputError(f"measure {name!r} is not an ir_measures measure; e.g. {', '.join(DEFAULT_MEASURES)}") from None
-    return measures
+    return [parse_measure(name) for name in names]
+
+
+def split_by_input(measures: list) -> tuple[list, list[ScoreMargin]]:
+    """(the measures computed on the ranking, by ir_measures; the margins, computed on the scores)."""
+    return [m for m in measures if not isinstance(m, ScoreMargin)], [m for m in measures if isinstance(m, ScoreMargin)]
 
 
 def check_cutoffs(names, depth: int, deeper: str) -> None:
@@ -62,5 +109,9 @@ def compute(qrels: dict, run: dict, names=DEFAULT_MEASURES) -> dict[str, float]:
     judged, ordered = judged_run(qrels, run)
     if not judged:
         raise InputError("the run and the qrels share no query id")
-    values = ir_measures.calc_aggregate(measures, judged, ordered)
-    return {str(m): float(values[m]) for m in measures}
+    by_rank, margins = split_by_input(measures)
+    values = {str(m): float(v) for m, v in ir_measures.calc_aggregate(by_rank, judged, ordered).items()} if by_rank else {}
+    for margin in margins:
+        per_query = margin.per_query(judged, run)
+        values[str(margin)] = sum(per_query.values()) / len(per_query) if per_query else math.nan
+    return {str(m): values[str(m)] for m in measures}

@@ -8,18 +8,20 @@ from typing import NamedTuple
 import ir_measures
 from scipy import stats
 
-from rerank_lora.evaluation.metrics import judged_run, parse_measures
+from rerank_lora.evaluation.metrics import judged_run, parse_measures, split_by_input
 
 
 def per_query(qrels: dict, run: dict, names) -> dict[str, dict[str, float]]:
     """{measure: {qid: value}} over the run's judged queries (the queries `metrics.compute` averages, ties
-    broken as it breaks them)."""
+    broken as it breaks them; a margin only over the queries that have one)."""
     measures = parse_measures(names)
     judged, ordered = judged_run(qrels, run)
-    values = {str(m): dict.fromkeys(judged, 0.0) for m in measures}
-    for row in ir_measures.iter_calc(measures, judged, ordered):
+    by_rank, margins = split_by_input(measures)
+    values = {str(m): dict.fromkeys(judged, 0.0) for m in by_rank}
+    for row in ir_measures.iter_calc(by_rank, judged, ordered) if by_rank else ():
         values[str(row.measure)][row.query_id] = float(row.value)
-    return values
+    values.update({str(m): m.per_query(judged, run) for m in margins})
+    return {str(m): values[str(m)] for m in measures}
 
 
 def paired_t(a: dict[str, float], b: dict[str, float]) -> tuple[float, float, int]:
