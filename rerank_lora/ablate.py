@@ -1,8 +1,9 @@
 """The ablation command: switch the LoRA update off in chosen places of a trained adapter and rerank, without
 retraining.
 
-    python -m rerank_lora.ablate checkpoint=PATH ablation=modules|layers|boundary [split=dev] [depth=20]
+    python -m rerank_lora.ablate checkpoint=PATH ablation=modules|layers|boundary|heads|windows [split=dev] [depth=20]
     python -m rerank_lora.ablate checkpoint=PATH ablation=[modules,layers,boundary] boundary.queries=10
+    python -m rerank_lora.ablate checkpoint=PATH ablation=windows windows.width=4 windows.stride=1
 
 The variants are in `analysis/variants.py`, the engine scoring them in `analysis/ablation.py`. One model is
 loaded; every variant switches LoRA modules on and off in place. Tables go beside the checkpoint:
@@ -28,13 +29,14 @@ from rerank_lora.tables import write_csv, write_jsonl
 log = logging.getLogger("rerank_lora.ablate")
 DEFAULTS = {
     "checkpoint": "???",  # <job>/checkpoints/step-N, or a job folder (its last checkpoint)
-    "ablation": "???",  # modules | layers | boundary, or a list of them
+    "ablation": "???",  # modules | layers | boundary | heads | windows, or a list of them
     "split": "dev",  # the split ablated (boundary: the split the boundary is chosen on)
     "depth": None,  # rerank each query's first-stage top-k; null: the job's data.eval_depth
     "merge": None,  # fold switched-on LoRA into the weights while scoring (faster, restored exactly); null: in 32-true jobs
     "share_prefix": True,  # compute hidden states below a variant's first switched layer once (same scores, faster)
     "logger": "job",  # job (the job's own logger) | wandb | none
     "layers": {"window": None},  # width of the kept windows; null: a sixth of the adapted layers, rounded up
+    "windows": {"width": None, "stride": None},  # attention windows; null: as layers.window, and stride = width
     "boundary": {"queries": None, "measure": "nDCG@10", "report_split": "test"},
     **IMPORT_ARGS,  # a published adapter: checkpoint=hf:owner/name or a peft adapter folder
 }
@@ -51,6 +53,8 @@ def check(cfg: DictConfig, job_cfg: DictConfig) -> list[str]:
             f"boundary.measure={cfg.boundary.measure!r}; accepted: one of the job's measures {list(job_cfg.measures)}"
         )
     check_count("layers.window", cfg.layers.window, null="a sixth of the adapted layers")
+    check_count("windows.width", cfg.windows.width, null="a sixth of the adapted layers")
+    check_count("windows.stride", cfg.windows.stride, null="the width")
     check_count("boundary.queries", cfg.boundary.queries, null="every query")
     wanted(cfg.logger, job_cfg)
     return list(dict.fromkeys(names))
@@ -61,13 +65,19 @@ def run_ablation(ablation: Ablation, name: str, cfg: DictConfig) -> Rows:
         return ablation.modules(cfg.split)
     if name == "layers":
         return ablation.layers(cfg.split, cfg.layers.window)
+    if name == "heads":
+        return ablation.heads(cfg.split)
+    if name == "windows":
+        return ablation.windows(cfg.split, cfg.windows.width, cfg.windows.stride)
     bcfg = cfg.boundary
     return ablation.boundary(BoundarySearch(cfg.split, bcfg.measure, bcfg.report_split, bcfg.queries))
 
 
 def chart(name: str, measure: str) -> Chart:
-    """What W&B draws of an ablation: the modules as bars, the dropped layers and the boundaries as lines."""
-    return Chart("bar", "variant", measure) if name == "modules" else Chart("line", "layer", measure, rows_with="layer")
+    """What W&B draws of an ablation: the dropped layers and the boundaries as lines, the other variants as bars."""
+    if name in ("layers", "boundary"):
+        return Chart("line", "layer", measure, rows_with="layer")
+    return Chart("bar", "variant", measure)
 
 
 def ablate(args: list[str]) -> list[Path]:

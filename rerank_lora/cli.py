@@ -44,6 +44,9 @@ def parse_args(args: list[str], defaults: dict, required: tuple[str, ...] = ()) 
         raise InputError(f"unknown argument {err.full_key!r}; accepted keys: {accepted}") from None
     except OmegaConfBaseException as err:
         raise InputError(f"bad argument: {str(err).splitlines()[0]}; accepted keys: {accepted}") from None
+    groups = [key for key, value in defaults.items() if isinstance(value, dict) and not isinstance(cfg[key], DictConfig)]
+    if groups:  # OmegaConf lets a value replace a whole group
+        raise InputError(f"{groups[0]} is a group of options; set {', '.join(_keys({groups[0]: defaults[groups[0]]}))}")
     missing = [key for key in required if OmegaConf.is_missing(cfg, key)]
     if missing:
         raise InputError(f"missing {', '.join(f'{k}=...' for k in missing)}")

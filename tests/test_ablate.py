@@ -158,9 +158,11 @@ def test_a_failed_ablation_leaves_no_finished_looking_table(job_dir, monkeypatch
 @pytest.mark.parametrize(
     "args,phrase",
     [
-        (["ablation=heads"], "ablation="),
+        (["ablation=neurons"], "ablation="),
+        (["ablation=windows", "windows.stride=0"], "windows.stride=0"),
         (["checkpoint=/nonexistent/job", "ablation=layers"], "/nonexistent/job"),
-        (["ablation=layers", "windows=3"], "unknown argument 'windows'"),
+        (["ablation=layers", "window=3"], "unknown argument 'window'"),
+        (["ablation=windows", "windows=3"], "windows is a group of options; set windows.width, windows.stride"),
         (["ablation=boundary", "boundary.measure=P@5"], "boundary.measure"),
         (["ablation=layers", "logger=tensorboard"], "logger="),
         (["ablation=layers", "layers.window=0"], "layers.window=0"),

@@ -20,9 +20,9 @@ from rerank_lora.model.lora import LoraSpec, add_lora, target_modules
 from rerank_lora.model.reranker import Reranker
 
 
-def random_reranker(model_name: str, layers: int) -> Reranker:
+def random_reranker(model_name: str, layers: int, *overrides: str) -> Reranker:
     """A tiny model of `layers` layers with LoRA on every projection, its B matrices random (non-zero updates)."""
-    model, _, _ = specs([f"model={model_name}", f"model.config.num_hidden_layers={layers}"])
+    model, _, _ = specs([f"model={model_name}", f"model.config.num_hidden_layers={layers}", *overrides])
     backbone, _ = load_backbone(model)
     backbone = add_lora(backbone, LoraSpec(rank=4), target_modules("all", model.modules))
     torch.manual_seed(1)

@@ -10,7 +10,16 @@ from dataclasses import dataclass
 from rerank_lora.analysis.lora_switch import LoraSwitch
 from rerank_lora.analysis.prefix_sharing import PrefixSharingScorer
 from rerank_lora.analysis.trained_job import TrainedJob
-from rerank_lora.analysis.variants import Variant, boundary_variants, compact, layer_variants, module_variants
+from rerank_lora.analysis.variants import (
+    Variant,
+    attention_split,
+    attention_window_variants,
+    boundary_variants,
+    compact,
+    head_variants,
+    layer_variants,
+    module_variants,
+)
 from rerank_lora.data.datamodule import EvalBatch
 from rerank_lora.evaluation import metrics
 from rerank_lora.evaluation.significance import PerQuery, compare, per_query
@@ -52,6 +61,16 @@ class Ablation:
     def layers(self, split: str, window: int | None = None) -> Rows:
         return self.evaluate(layer_variants(self.switch, window), split)
 
+    def heads(self, split: str) -> Rows:
+        attention = self.job.model.modules["attn"]
+        variants = head_variants(self.switch, attention, self.switch.head_layout.heads)
+        return self.evaluate(variants, split, references=[attention_split(self.switch, attention)[1]])
+
+    def windows(self, split: str, width: int | None = None, stride: int | None = None) -> Rows:
+        attention = self.job.model.modules["attn"]
+        variants = attention_window_variants(self.switch, attention, width, stride)
+        return self.evaluate(variants, split, references=[attention_split(self.switch, attention)[1]])
+
     def boundary(self, search: BoundarySearch) -> Rows:
         """Every boundary on the selection queries; the chosen one, no LoRA and all LoRA on the report split."""
         variants = boundary_variants(self.switch)
@@ -68,13 +87,14 @@ class Ablation:
             row["chosen"] = row["layer"] == chosen.layer
         return rows + more_rows, queries + more_queries
 
-    def evaluate(self, variants: list[Variant], split: str, qids: set[str] | None = None, **extra) -> Rows:
+    def evaluate(self, variants: list[Variant], split: str, qids: set[str] | None = None, references=(), **extra) -> Rows:
         """One row per variant (what is on, the measures, and deltas and Holm-corrected paired p-values against
-        the variant with every site on) and the per-query values; `extra` columns go into every row."""
+        the variant with every site on) and the per-query values; `extra` columns go into every row;
+        `references`: more sets of sites whose hidden states prefix sharing may start variants from."""
         batches = self._eval_batches(split, qids)
         qrels = self.job.data.qrels(split)
         rows, queries, values = [], [], []
-        for variant, run, seconds in zip(variants, *self._runs(variants, batches, split)):
+        for variant, run, seconds in zip(variants, *self._runs(variants, batches, split, references)):
             by_query, means = per_query(qrels, run, self.measures), metrics.compute(qrels, run, self.measures)
             rows.append(self._row(variant, split, by_query, means, seconds, extra))
             queries += self._query_rows(variant, split, by_query, extra)
@@ -83,12 +103,13 @@ class Ablation:
         self._compare(rows, values, variants)
         return rows, queries
 
-    def _runs(self, variants: list[Variant], batches: list[EvalBatch], split: str) -> tuple[list, list[float]]:
+    def _runs(self, variants: list[Variant], batches: list[EvalBatch], split: str, references=()) -> tuple[list, list[float]]:
         """Each variant's run and seconds; with share_prefix, the hidden states below a variant's first switched
         layer come from a reference pass (analysis/prefix_sharing.py), else every variant runs the whole model."""
         if self.share_prefix:
             seconds: list[float] = []
-            scorer = PrefixSharingScorer(self.switch, self.job.reranker, batches, self.merge, desc=f"variants on {split}")
+            desc = f"variants on {split}"
+            scorer = PrefixSharingScorer(self.switch, self.job.reranker, batches, self.merge, desc, references)
             return scorer.runs([v.on for v in variants], seconds), seconds
         runs, seconds = [], []
         for variant in variants:

@@ -3,16 +3,18 @@
 Each LoRA module (a *site*: one projection in one layer) is switched with peft's own per-module
 `enable_adapters`: a switched-off module computes exactly its frozen base projection. For speed, `merged`
 folds the switched-on updates into the base weights while scoring and afterwards puts the original weights
-back bit for bit (a copy, not a subtraction), so a sweep of many variants never drifts.
+back bit for bit (a copy, not a subtraction), so a sweep of many variants never drifts. A site may also stand for
+only some attention heads' share of its module's update (`Site.heads`, `head_slices.py`).
 """
 
 import re
 from collections.abc import Iterable
-from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
+from contextlib import ExitStack, contextmanager, nullcontext
+from dataclasses import dataclass, replace
 
 from peft.tuners.lora import LoraLayer
 
+from rerank_lora.analysis.head_slices import HeadLayout, masked
 from rerank_lora.evaluation.evaluator import score
 
 LAYER_INDEX = re.compile(r"\.(?:layers|h|blocks)\.(\d+)\.")
@@ -23,6 +25,15 @@ class Site:
     layer: int
     projection: str
     name: str  # the module's full name in the peft model
+    heads: tuple[int, ...] | None = None  # only these query heads' share of the update (None: all of it)
+
+    @property
+    def module_site(self) -> "Site":
+        """The whole module's site."""
+        return replace(self, heads=None)
+
+    def with_heads(self, heads) -> "Site":
+        return replace(self, heads=tuple(sorted(heads)))
 
 
 class LoraSwitch:
@@ -36,6 +47,11 @@ class LoraSwitch:
             raise ValueError("the model has no LoRA modules to switch")
         self.sites = sorted(self.modules)
         self.lora_params = [p for m in self.modules.values() for n, p in m.named_parameters() if "lora_" in n]
+        self.backbone = backbone
+
+    @property
+    def head_layout(self) -> HeadLayout:
+        return HeadLayout.of(self.backbone)
 
     @property
     def layers(self) -> list[int]:
@@ -57,17 +73,25 @@ class LoraSwitch:
 
     @contextmanager
     def only(self, on: Iterable[Site]):
-        """LoRA on in the sites `on`, off everywhere else; every module's state is restored on exit."""
+        """LoRA on in the sites `on` (a site with `heads`: only those heads' share), off everywhere else; every
+        module's state and LoRA factors are restored on exit."""
         on = set(on)
-        unknown = on - set(self.modules)
+        unknown = {s.module_site for s in on} - set(self.modules)
         if unknown:
             raise ValueError(f"not LoRA sites of this model: {sorted(unknown)[:3]}")
+        whole = {s.module_site for s in on}
+        if len(whole) < len(on):
+            raise ValueError("a LoRA module is named twice (whole and by heads, or by two sets of heads)")
         was_off = {site: module.disable_adapters for site, module in self.modules.items()}
         grads = [p.requires_grad for p in self.lora_params]
         try:
-            for site, module in self.modules.items():
-                module.enable_adapters(site in on)
-            yield
+            with ExitStack() as masks:
+                for site in (s for s in on if s.heads is not None):
+                    module = self.modules[site.module_site]
+                    masks.enter_context(masked(module, site.projection, self.head_layout, site.heads))
+                for site, module in self.modules.items():
+                    module.enable_adapters(site in whole)
+                yield
         finally:
             for site, module in self.modules.items():
                 module.enable_adapters(not was_off[site])

@@ -3,13 +3,13 @@ place the writers (ablate, probe, adapter_stats) and the reader (the sweep repor
 table `<name>` is the file `<name>.csv` and, when W&B logs it, the W&B table and job type `<name>`.
 Light on purpose (no torch): the report imports it."""
 
-ABLATIONS = ("modules", "layers", "boundary")
+ABLATIONS = ("modules", "layers", "boundary", "heads", "windows")
 PROBE = "probe"
 ADAPTER_STATS = "adapter-stats"
 
 
 def ablation(kind: str) -> str:
-    """The table of one ablation (`modules`, `layers` or `boundary`): one row per variant."""
+    """The table of one ablation (one of `ABLATIONS`): one row per variant."""
     return f"ablation-{kind}"
 
 

@@ -56,13 +56,14 @@ class LayerWindow:
 
 
 class PrefixSharingScorer:
-    """Runs of `variants` (sets of LoRA sites on) over `batches`, as a list in the same order."""
+    """Runs of `variants` (sets of LoRA sites on) over `batches`, as a list in the same order. The references are
+    every site on, none on, and `references` (e.g. attention reverted, the prefix of every kept head)."""
 
-    def __init__(self, switch: LoraSwitch, reranker, batches, merge: bool = True, desc: str = "scoring"):
+    def __init__(self, switch: LoraSwitch, reranker, batches, merge: bool = True, desc: str = "scoring", references=()):
         self.switch, self.reranker, self.batches, self.merge, self.desc = switch, reranker, batches, merge, desc
         self.window = LayerWindow(reranker.backbone)
         self.num_layers = len(self.window.layers)
-        self.references = [frozenset(switch.sites), frozenset()]
+        self.references = list(dict.fromkeys([frozenset(switch.sites), frozenset(), *map(frozenset, references)]))
 
     def first_difference(self, on: frozenset[Site], reference: frozenset[Site]) -> int:
         """The lowest layer whose sites differ between the two (num_layers: none does)."""
