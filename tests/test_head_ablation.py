@@ -8,7 +8,7 @@ import pytest
 import torch
 from test_prefix_sharing import random_batches, random_reranker
 
-from rerank_lora import ablate
+from rerank_lora import ablate, report
 from rerank_lora.analysis.ablation import Ablation
 from rerank_lora.analysis.head_slices import HeadLayout
 from rerank_lora.analysis.lora_switch import LoraSwitch
@@ -138,9 +138,15 @@ def test_prefix_sharing_scores_head_and_window_variants_as_the_plain_path(model_
     assert len({str(run) for run in plain}) > len(variants) // 2
 
 
-def test_ablate_writes_heads_and_windows_tables(trained_tiny_job):
+@pytest.fixture(scope="module")
+def ablated(trained_tiny_job):
+    """The tiny job's last checkpoint with its heads and windows ablated, and the files `ablate` wrote."""
     folder = JobFolder(trained_tiny_job).checkpoint(4)
-    written = ablate.ablate([f"checkpoint={folder}", "ablation=[heads,windows]"])
+    return folder, ablate.ablate([f"checkpoint={trained_tiny_job}", "ablation=[heads,windows]"])
+
+
+def test_ablate_writes_heads_and_windows_tables(ablated):
+    folder, written = ablated
     assert {p.name for p in written} == {f"ablation-{n}{s}" for n in ("heads", "windows") for s in (".csv", ".queries.jsonl")}
     heads = {r["variant"]: r for r in read_csv(folder / "ablation-heads.csv")}
     assert len(heads) == 3 + 2 * 4 * 2  # all, none, mlp-only; 2 layers x 4 heads kept and omitted
@@ -166,3 +172,15 @@ def test_the_margin_is_measured_in_ablations(trained_tiny_job):
     assert by_variant["all"]["delta_Margin"] == 0 and 0 <= by_variant["none"]["p_Margin"] <= 1
     assert {q["qid"] for q in queries if q["variant"] == "all" and q["Margin"] is not None} == set(margins)
     assert by_variant["none"]["Margin"] != by_variant["all"]["Margin"]
+
+
+def test_the_report_draws_layer_by_head_heat_maps_and_the_extreme_heads(ablated, trained_tiny_job, tmp_path):
+    folder, _ = ablated
+    page = report.report([f"sweep={trained_tiny_job}", f"out={tmp_path / 'report.html'}"]).read_text()
+    assert 'alt="per-head ablation heat maps"' in page and 'alt="attention window ablation heat maps"' in page
+    heads_table = page.split('id="ablation-heads"')[1].split("</table>")[0]
+    assert heads_table.count("<tr") == 1 + 3 + 2 * 2 * 3  # header; all, none, mlp-only; 3 best and 3 worst per mode
+    rows = read_csv(folder / "ablation-heads.csv")
+    best_kept = max((r for r in rows if r["mode"] == "keep"), key=lambda r: r["delta_nDCG@10"])
+    assert best_kept["variant"] in heads_table
+    assert 'id="ablation-windows"' in page

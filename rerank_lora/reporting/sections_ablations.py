@@ -1,7 +1,8 @@
 """Report sections on where in a trained adapter its effect sits, from the tables `ablate` wrote: LoRA dropped
-layer by layer or kept in windows of layers, kept or dropped by module type and projection, and the boundary
-layer (Chen et al. 2025). Rows are told apart by their structured columns (`layer`, `window_start`,
-`window_end`, `sites_on`, `role`, `chosen`), never by parsing variant names."""
+layer by layer or kept in windows of layers, kept or dropped by module type and projection, each attention head
+and each window of layers' attention kept alone or omitted alone (Perlman et al.), and the boundary layer (Chen et
+al. 2025). Rows are told apart by their structured columns (`layer`, `window_start`, `window_end`, `head`, `mode`,
+`sites_on`, `role`, `chosen`), never by parsing variant names."""
 
 from rerank_lora.analysis import outputs
 from rerank_lora.reporting import plots
@@ -48,10 +49,12 @@ def ablations(page: Page, sweep: Sweep) -> None:
     )
     layer_ablations(page, sweep)
     module_ablations(page, sweep)
+    head_ablations(page, sweep)
+    attention_window_ablations(page, sweep)
 
 
 def window_of(row: dict) -> tuple[int, int] | None:
-    """The first and last layer of a kept window (keep-layers rows), else None."""
+    """The first and last layer of a window (keep-layers, keep-attn and omit-attn rows), else None."""
     return None if row.get("window_start") is None else (row["window_start"], row["window_end"])
 
 
@@ -89,6 +92,66 @@ def module_ablations(page: Page, sweep: Sweep) -> None:
     title = f"LoRA kept / dropped by module type and projection: Δ {m}"
     page.figure(plots.heatmaps([heatmap(title, found, variants, values, m)]), "module ablation heat map")
     variant_table(page, sweep, "ablation-modules", found)
+
+
+MODES = {"keep": "only this head's attention update kept", "omit": "this head's attention update omitted"}
+
+
+def extremes(rows: list[dict], m: str, count: int = 3) -> list[dict]:
+    """The rows that are no single head (all, none, mlp-only) and, per mode, the `count` heads of highest and of
+    lowest Δ m: a table of thousands of heads would hide them."""
+    kept = [r for r in rows if r.get("head") is None]
+    for mode in MODES:
+        ranked = sorted(
+            (r for r in rows if r.get("mode") == mode and r.get(f"delta_{m}") is not None),
+            key=lambda r: r[f"delta_{m}"],
+            reverse=True,
+        )
+        kept += ranked if len(ranked) <= 2 * count else ranked[:count] + ranked[-count:]
+    return kept
+
+
+def head_panel(cell: Cell, step: int, rows: list[dict], mode: str, m: str) -> dict:
+    """Layer x head heat map of Δ m of one cell's heads in one mode."""
+    heads = [r for r in rows if r.get("head") is not None and r.get("mode") == mode]
+    layers, columns = sorted({r["layer"] for r in heads}), sorted({r["head"] for r in heads})
+    delta = {(r["layer"], r["head"]): r.get(f"delta_{m}") for r in heads}
+    values = [[delta.get((x, h)) for h in columns] for x in layers]
+    title = f"{cell.label} @{step}: {MODES[mode]}: Δ {m}"
+    return {
+        "title": title,
+        "rows": [f"layer {x}" for x in layers],
+        "columns": [str(h) for h in columns],
+        "values": values,
+        "label": f"Δ {m}",
+    }
+
+
+def head_ablations(page: Page, sweep: Sweep) -> None:
+    found, m = sweep.last_tables(outputs.ablation("heads")), sweep.primary
+    if not found:
+        return missing(page, "heads")
+    page.heading("Attention heads kept alone / omitted alone (layer x head)")
+    panels = [head_panel(cell, step, rows, mode, m) for cell, step, rows in found for mode in MODES]
+    page.figure(plots.heatmaps(panels), "per-head ablation heat maps")
+    variant_table(page, sweep, "ablation-heads", [(cell, step, extremes(rows, m)) for cell, step, rows in found])
+
+
+def attention_window_ablations(page: Page, sweep: Sweep) -> None:
+    found, m = sweep.last_tables(outputs.ablation("windows")), sweep.primary
+    if not found:
+        return missing(page, "windows")
+    windows = sorted({window_of(r) for _, _, rows in found for r in rows} - {None})
+    panels = []
+    for mode, what in (("keep", "only a window's attention update kept"), ("omit", "a window's attention update omitted")):
+        values = []
+        for _, _, rows in found:
+            by_window = {window_of(r): r.get(f"delta_{m}") for r in rows if r.get("mode") == mode}
+            values.append([by_window.get(w) for w in windows])
+        panels.append(heatmap(f"{what} (MLP LoRA on): Δ {m}", found, [f"{a}-{b}" for a, b in windows], values, m))
+    page.heading("Windows of layers' attention kept alone / omitted alone")
+    page.figure(plots.heatmaps(panels), "attention window ablation heat maps")
+    variant_table(page, sweep, "ablation-windows", found)
 
 
 def boundary_row(cell: Cell, step: int, rows: list[dict], m: str) -> dict:
