@@ -62,14 +62,20 @@ class Ablation:
         return self.evaluate(layer_variants(self.switch, window), split)
 
     def heads(self, split: str) -> Rows:
-        attention = self.job.model.modules["attn"]
-        variants = head_variants(self.switch, attention, self.switch.head_layout.heads)
-        return self.evaluate(variants, split, references=[attention_split(self.switch, attention)[1]])
+        variants = head_variants(self.switch, self._attention, self.switch.head_layout.heads)
+        return self.evaluate(variants, split, references=[self._attention_reverted()])
 
     def windows(self, split: str, width: int | None = None, stride: int | None = None) -> Rows:
-        attention = self.job.model.modules["attn"]
-        variants = attention_window_variants(self.switch, attention, width, stride)
-        return self.evaluate(variants, split, references=[attention_split(self.switch, attention)[1]])
+        variants = attention_window_variants(self.switch, self._attention, width, stride)
+        return self.evaluate(variants, split, references=[self._attention_reverted()])
+
+    @property
+    def _attention(self) -> list[str]:
+        return self.job.model.modules["attn"]
+
+    def _attention_reverted(self):
+        """Every site but attention's: where each kept head or window differs from only at its own layers."""
+        return attention_split(self.switch, self._attention)[1]
 
     def boundary(self, search: BoundarySearch) -> Rows:
         """Every boundary on the selection queries; the chosen one, no LoRA and all LoRA on the report split."""
