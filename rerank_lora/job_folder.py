@@ -24,7 +24,8 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from rerank_lora import faults
-from rerank_lora.errors import InputError
+from rerank_lora.disk import alive, remove_partials, write_atomic, writing
+from rerank_lora.errors import DiskFull, InputError
 
 log = logging.getLogger(__name__)
 
@@ -62,13 +63,6 @@ def step_of_name(name: str) -> int | None:
 def metrics_row(step: int | None, split: str, ranker: str, values: dict[str, float]) -> dict:
     """One line of metrics.jsonl: the first stage has step None."""
     return {"step": step, "split": split, "ranker": ranker, **values}
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write under a temporary name, then rename: a file with the final name is always complete."""
-    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    partial.write_text(text, encoding="utf-8")
-    os.replace(partial, path)
 
 
 @dataclass(frozen=True)
@@ -141,9 +135,13 @@ class JobFolder:
         holder is waited for up to `wait_s` seconds (a requeued job whose predecessor still flushes), then
         refused with JobFolderBusy naming it; a lock whose process is gone (same host) is taken over."""
         self.path.mkdir(parents=True, exist_ok=True)
-        deadline = time.monotonic() + wait_s
+        deadline, waiting = time.monotonic() + wait_s, False
         while not self._take_lock():
             holder = self._lock_holder()
+            if not waiting and wait_s > 0:
+                waiting = True
+                log.info("waiting up to %ss for %s: being written by pid %s on %s", wait_s, self.path,
+                         holder.get("pid"), holder.get("host"))
             if time.monotonic() >= deadline:
                 raise JobFolderBusy(
                     f"{self.path} is being written by pid {holder.get('pid')} on {holder.get('host')} (since "
@@ -162,7 +160,7 @@ class JobFolder:
         except FileExistsError:
             holder = self._lock_holder()
             cut_short = not holder and time.time() - self.lock_file.stat().st_mtime > 5  # a writer killed mid-write
-            if cut_short or (holder.get("host") == me["host"] and not _alive(holder.get("pid"))):
+            if cut_short or (holder.get("host") == me["host"] and not alive(holder.get("pid"))):
                 log.warning("taking over %s from pid %s, which is gone", self.lock_file, holder.get("pid"))
                 self.lock_file.unlink(missing_ok=True)
                 return self._take_lock()
@@ -170,6 +168,14 @@ class JobFolder:
         with os.fdopen(fd, "w") as handle:
             json.dump(me, handle)
         return True
+
+    def live_holder(self) -> dict | None:
+        """The lock's holder ({"pid", "host", "since"}) while another process that is not gone holds it, else None."""
+        holder = self._lock_holder()
+        if not holder or holder.get("pid") == os.getpid():
+            return None
+        same_host = holder.get("host") == socket.gethostname()
+        return None if same_host and not alive(holder.get("pid")) else holder
 
     def _lock_holder(self) -> dict:
         try:
@@ -186,8 +192,22 @@ class JobFolder:
 
     def write_status(self, status: str, error: str | None = None) -> None:
         assert status in (COMPLETED, FAILED), status
+        if self.status_file.is_file() and self.status() == {"status": status, "error": error}:
+            return  # a skipped re-run changes nothing: the sweep summary stays current (sweep_summary.py)
         self.path.mkdir(parents=True, exist_ok=True)
         write_atomic(self.status_file, json.dumps({"status": status, "error": error}) + "\n")
+
+    def mark_failed(self, error: str) -> None:
+        """Status failed; on a disk too full even for that, no status at all (unfinished), never an old one."""
+        try:
+            self.write_status(FAILED, error)
+        except DiskFull:
+            self.status_file.unlink(missing_ok=True)
+
+    def remove_partials(self) -> None:
+        """What writes cut short left here (kills, a full disk): run by the lock's holder, so none is being written."""
+        for path in remove_partials(self.path):
+            log.info("removed %s, left by an interrupted write", path)
 
     def config(self) -> DictConfig:
         return OmegaConf.load(self.config_file)
@@ -220,12 +240,16 @@ class JobFolder:
         text = self.metrics_file.read_bytes() if self.metrics_file.is_file() else b""
         if text and not text.endswith(b"\n"):
             write_atomic(self.metrics_file, "".join(json.dumps(r) + "\n" for r in self.metrics()))
-        line = json.dumps(row) + "\n"
-        with self.metrics_file.open("a") as handle:
-            handle.write(line[: len(line) // 2])
-            handle.flush()
-            faults.point("metrics_line")  # a kill here leaves half a line, as one mid-write does
-            handle.write(line[len(line) // 2 :])
+        line, size = json.dumps(row) + "\n", len(text)
+        try:
+            with writing(self.metrics_file), self.metrics_file.open("a") as handle:
+                handle.write(line[: len(line) // 2])
+                handle.flush()
+                faults.point("metrics_line")  # a kill here leaves half a line, as one mid-write does
+                handle.write(line[len(line) // 2 :])
+        except DiskFull:
+            os.truncate(self.metrics_file, size)  # the file as it was: freeing space needs no space
+            raise
 
     def model_metrics(self) -> dict[tuple[str, int], dict]:
         """The model's rows by (split, step)."""
@@ -242,18 +266,6 @@ class JobFolder:
         if self.status()["status"] != COMPLETED:
             return False
         return {(split, step) for split in splits for step in steps} <= set(self.model_metrics())
-
-
-def _alive(pid) -> bool:
-    if not isinstance(pid, int):
-        return False  # a lock file cut short: nobody to wait for
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def damage(folder: Path) -> str | None:

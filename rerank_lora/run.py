@@ -18,16 +18,18 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 from omegaconf.errors import MissingMandatoryValue
 
+from rerank_lora import faults
 from rerank_lora.configs import CONF_DIR, to_spec
 from rerank_lora.data.collection import load_collection
 from rerank_lora.data.datamodule import RerankDataModule
 from rerank_lora.data.spec import DataSpec, check_int
-from rerank_lora.errors import InputError, TrainingDiverged
+from rerank_lora.disk import says_disk_full
+from rerank_lora.errors import DiskFull, InputError, TrainingDiverged
 from rerank_lora.evaluation.evaluator import Evaluator
 from rerank_lora.evaluation.metrics import check_split_cutoffs
 from rerank_lora.evaluation.selection import check_select_by, missing_held_out, score_held_out
 from rerank_lora.evaluation.table import print_results
-from rerank_lora.job_folder import COMPLETED, FAILED, TRAINER_STATE, JobFolder, JobFolderBusy, writes_job_folder
+from rerank_lora.job_folder import COMPLETED, TRAINER_STATE, JobFolder, JobFolderBusy, writes_job_folder
 from rerank_lora.model.backbone import ModelSpec, compile_layers, load_backbone
 from rerank_lora.model.lora import LoraSpec, add_lora, target_modules
 from rerank_lora.model.packing import use_packing
@@ -132,8 +134,8 @@ def main(cfg: DictConfig) -> None:
         with one_writer:
             run_job(cfg, job)
     except JobFolderBusy as err:  # the folder is another process's: write nothing into it
-        if HydraConfig.get().mode == RunMode.MULTIRUN:
-            log.error("error: %s", err)
+        if HydraConfig.get().mode == RunMode.MULTIRUN:  # the same grid launched twice: the holder trains this cell
+            log.warning("skipping: %s", err)
             return
         raise SystemExit(f"error: {err}") from None
 
@@ -141,12 +143,19 @@ def main(cfg: DictConfig) -> None:
 def run_job(cfg: DictConfig, job: JobFolder) -> None:
     """Train and evaluate, then mark the job completed; on any error or interruption, mark it failed."""
     try:
+        if writes_job_folder():
+            job.remove_partials()
         train_and_evaluate(cfg, job)
+        if writes_job_folder():
+            faults.point("before_status")
+            job.write_status(COMPLETED)
     except Exception as err:
-        expected = isinstance(err, InputError | MissingMandatoryValue | TrainingDiverged)
+        if says_disk_full(err) and not isinstance(err, DiskFull):  # a writer outside disk.writing (W&B's, Hydra's)
+            err = DiskFull(getattr(err, "filename", None) or job.path)
+        expected = isinstance(err, InputError | MissingMandatoryValue | TrainingDiverged | DiskFull)
         message = explain(err, job) if expected else f"{type(err).__name__}: {err}"
         if writes_job_folder():
-            job.write_status(FAILED, message)
+            job.mark_failed(message)
         if HydraConfig.get().mode == RunMode.MULTIRUN:  # the other cells go on; the summary counts this one
             log.error("error: %s", message, exc_info=not expected)
             return
@@ -155,12 +164,11 @@ def run_job(cfg: DictConfig, job: JobFolder) -> None:
         raise
     except BaseException as err:  # interrupted: never leave a folder that looks finished
         if writes_job_folder():
-            job.write_status(FAILED, type(err).__name__)
+            job.mark_failed(type(err).__name__)
         if isinstance(err, SIGTERMException):  # Lightning stops at the next step, as a SystemExit with status 0
             raise SystemExit(128 + signal.SIGTERM) from None
         raise
     if writes_job_folder():
-        job.write_status(COMPLETED)
         print_results(job)
 
 

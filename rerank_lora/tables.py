@@ -4,23 +4,13 @@ when complete, so a file with the final name is always a finished one."""
 import csv
 import json
 import math
-import os
 from pathlib import Path
 
-from rerank_lora import faults
+from rerank_lora.disk import write_atomic
 
 
 def _atomic(path: Path, write) -> Path:
-    path = Path(path)
-    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    try:
-        with partial.open("w", encoding="utf-8", newline="") as handle:
-            write(handle)
-        faults.point("table_write")
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
-    return path
+    return write_atomic(path, write, fault="table_write")
 
 
 def _cell(value):

@@ -5,10 +5,10 @@ Every reader names the file and line of the first malformed row. Ids are kept as
 """
 
 import json
-import os
 from collections import defaultdict
 from pathlib import Path
 
+from rerank_lora.disk import write_atomic
 from rerank_lora.errors import InputError
 
 
@@ -143,12 +143,7 @@ def write_qrels(qrels: dict[str, dict[str, int]], path) -> None:
 
 def _write_whole(path, lines) -> None:
     """Write `lines` under a temporary name renamed at the end: a file with the final name is always whole."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    with partial.open("w", encoding="utf-8") as handle:
-        handle.writelines(lines)
-    os.replace(partial, path)
+    write_atomic(path, lambda handle: handle.writelines(lines))
 
 
 def top_k(run: dict[str, dict[str, float]], depth: int) -> dict[str, dict[str, float]]:

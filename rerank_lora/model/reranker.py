@@ -11,6 +11,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from rerank_lora import faults
+from rerank_lora.disk import writing
 from rerank_lora.errors import TrainingDiverged
 from rerank_lora.job_folder import INFO_FILE
 from rerank_lora.model.packing import PACKED, PackedBatch
@@ -138,9 +139,11 @@ class Reranker(L.LightningModule):
     def save(self, folder: Path) -> None:
         """The adapter (peft format) and the head."""
         folder.mkdir(parents=True, exist_ok=True)
-        self.backbone.save_pretrained(folder)
+        with writing(folder / ADAPTER_FILE, partial=folder / ADAPTER_FILE):  # peft writes under the final name
+            self.backbone.save_pretrained(folder)
         faults.point("adapter_saved")
-        save_file({k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}, folder / HEAD_FILE)
+        with writing(folder / HEAD_FILE, partial=folder / HEAD_FILE):
+            save_file({k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}, folder / HEAD_FILE)
 
     @classmethod
     def load(cls, folder: Path, base: nn.Module, group_size: int = 1) -> "Reranker":

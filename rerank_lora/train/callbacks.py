@@ -10,6 +10,7 @@ import torch
 from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
 
 from rerank_lora import faults
+from rerank_lora.disk import writing
 from rerank_lora.errors import TrainingDiverged
 from rerank_lora.job_folder import INFO_FILE, TRAINER_STATE, JobFolder, write_atomic
 
@@ -50,7 +51,8 @@ class CheckpointSchedule(L.Callback):
             trainer.strategy.barrier("rank 0 reranks")
             faults.point("before_trainer_state")
             partial = folder / f"{TRAINER_STATE}.partial"
-            trainer.save_checkpoint(partial, weights_only=False)  # every rank; returns once rank 0 has written it
+            with writing(folder / TRAINER_STATE, partial):
+                trainer.save_checkpoint(partial, weights_only=False)  # every rank; returns once rank 0 has written it
             if trainer.is_global_zero:
                 os.replace(partial, folder / TRAINER_STATE)  # only a whole file counts as resumable
 

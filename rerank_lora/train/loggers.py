@@ -6,8 +6,11 @@ from pathlib import Path
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
-from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
+
+from rerank_lora import faults
+from rerank_lora.disk import writing
 
 
 def make_logger(cfg: DictConfig, out_dir: Path):
@@ -39,6 +42,20 @@ def schedule_choice(job_dir: Path) -> str:
     path = job_dir / ".hydra" / "hydra.yaml"
     choices = OmegaConf.select(OmegaConf.load(path), "hydra.runtime.choices") if path.is_file() else None
     return str((choices or {}).get("schedule", "custom"))
+
+
+class CsvLogger(CSVLogger):
+    """Lightning's CSV logger (logger=csv), its files written inside disk.writing: a full disk is one DiskFull
+    naming the file, not a traceback from inside the training loop."""
+
+    def log_hyperparams(self, params=None) -> None:
+        with writing(Path(self.log_dir) / "hparams.yaml"):
+            super().log_hyperparams(params)
+
+    def save(self) -> None:
+        faults.point("logger_save")
+        with writing(Path(self.log_dir) / "metrics.csv"):
+            super().save()
 
 
 def finish(logger) -> None:
