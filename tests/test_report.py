@@ -56,7 +56,7 @@ def sweep(tmp_path_factory):
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = job_dirs(cwd)
     assert len(jobs) == 4
-    ablate.ablate([f"checkpoint={jobs[0]}", "ablation=[modules,layers,boundary]", "boundary.queries=8"])
+    ablate.ablate([f"checkpoint={jobs[0]}", "ablation=[modules,layers,boundary,heads,windows]", "boundary.queries=8"])
     ablate.ablate([f"checkpoint={jobs[1]}", "ablation=layers"])
     probe.probe([f"checkpoint={jobs[0]}", "fit=true", "fit_groups=8"])
     for job in jobs:
