@@ -64,3 +64,10 @@ def to_spec(cls, node, group: str):
     if unknown:
         raise InputError(f"{group}: unknown key(s) {unknown}; accepted: {', '.join(accepted)}")
     return cls(**values)
+
+
+def saved_config(path: Path, resolve: bool = True) -> dict | list:
+    """A config file a job saved (its .hydra/config.yaml, or overrides.yaml) as plain values, its interpolations
+    (${shipped:...}, ${cache_dir}, ...) resolved with this project's resolvers unless `resolve` is false: how code
+    below the commands reads a finished job's config."""
+    return OmegaConf.to_container(OmegaConf.load(path), resolve=resolve)

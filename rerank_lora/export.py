@@ -34,10 +34,9 @@ from rerank_lora.analysis.trained_job import checkpoint_folders, job_config, ste
 from rerank_lora.configs import to_spec
 from rerank_lora.data.spec import DataSpec
 from rerank_lora.errors import InputError
-from rerank_lora.job_folder import INFO_FILE
+from rerank_lora.job_folder import HEAD_FILE, INFO_FILE
 from rerank_lora.model.backbone import ModelSpec, gguf_cache, load_backbone
 from rerank_lora.model.read_position import ReadPosition
-from rerank_lora.model.reranker import HEAD_FILE
 from rerank_lora.model.seq_cls import (
     read_adapter_config,
     read_weights,

@@ -35,6 +35,8 @@ class JobFolderBusy(InputError):
 COMPLETED, FAILED, UNFINISHED = "completed", "failed", "unfinished"
 FIRST_STAGE, MODEL = "first-stage", "model"  # the two kinds of ranker a metrics row describes
 INFO_FILE = "reranker.json"  # in a checkpoint folder: its step and where the job's config is
+ADAPTER_FILE, ADAPTER_CONFIG = "adapter_model.safetensors", "adapter_config.json"  # in a checkpoint folder: peft's names
+HEAD_FILE = "head.safetensors"  # in a checkpoint folder: the score head
 TRAINER_STATE = "trainer.ckpt"  # in a checkpoint folder: what a re-run resumes from
 WRITER_LOCK = ".writer.lock"  # in a job folder while a process writes it: {"pid", "host", "since"}
 STEP_FOLDER = re.compile(r"step-(\d+)")
@@ -272,8 +274,6 @@ def damage(folder: Path) -> str | None:
     """What is wrong with a saved checkpoint folder's files, or None when every one reads whole."""
     import torch
     from safetensors.torch import load_file
-
-    from rerank_lora.model.reranker import ADAPTER_FILE, HEAD_FILE
 
     try:
         json.loads((folder / INFO_FILE).read_text())

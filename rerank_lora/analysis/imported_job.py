@@ -22,11 +22,9 @@ from rerank_lora.configs import CONF_DIR, compose_job
 from rerank_lora.data.offline import why_no_download
 from rerank_lora.data.pairs import check_template
 from rerank_lora.errors import InputError
-from rerank_lora.job_folder import INFO_FILE, JobFolder, write_atomic
+from rerank_lora.job_folder import ADAPTER_CONFIG, ADAPTER_FILE, INFO_FILE, JobFolder, write_atomic
 from rerank_lora.model.read_position import read_position
 from rerank_lora.model.seq_cls import (
-    ADAPTER_CONFIG,
-    ADAPTER_FILE,
     from_seq_cls,
     project_config,
     read_adapter_config,

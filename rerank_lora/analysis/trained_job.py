@@ -18,9 +18,9 @@ from rerank_lora.data.datamodule import RerankDataModule
 from rerank_lora.data.spec import DataSpec
 from rerank_lora.errors import InputError
 from rerank_lora.evaluation.metrics import check_split_cutoffs
-from rerank_lora.job_folder import INFO_FILE, JobFolder, step_of_name
+from rerank_lora.job_folder import ADAPTER_CONFIG, ADAPTER_FILE, INFO_FILE, JobFolder, step_of_name
 from rerank_lora.model.backbone import ModelSpec, load_backbone
-from rerank_lora.model.reranker import ADAPTER_CONFIG, ADAPTER_FILE, Reranker
+from rerank_lora.model.reranker import Reranker
 from rerank_lora.train.precision import resolve_precision
 
 

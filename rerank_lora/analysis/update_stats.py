@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from rerank_lora.analysis.lora_switch import LAYER_INDEX
 from rerank_lora.analysis.trained_job import step_of
 from rerank_lora.errors import InputError
-from rerank_lora.model.reranker import ADAPTER_CONFIG, ADAPTER_FILE
+from rerank_lora.job_folder import ADAPTER_CONFIG, ADAPTER_FILE
 
 SUFFIX_A, SUFFIX_B = ".lora_A.weight", ".lora_B.weight"
 

@@ -13,12 +13,9 @@ from torch import nn
 from rerank_lora import faults
 from rerank_lora.disk import writing
 from rerank_lora.errors import TrainingDiverged
-from rerank_lora.job_folder import INFO_FILE
+from rerank_lora.job_folder import ADAPTER_FILE, HEAD_FILE, INFO_FILE
 from rerank_lora.model.packing import PACKED, PackedBatch
 from rerank_lora.model.read_position import ReadPosition
-
-ADAPTER_FILE, ADAPTER_CONFIG = "adapter_model.safetensors", "adapter_config.json"  # peft's names
-HEAD_FILE = "head.safetensors"
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from safetensors.torch import load_file, save_file
 from transformers import CONFIG_MAPPING, MODEL_MAPPING
 
 from rerank_lora.errors import InputError
-from rerank_lora.model.reranker import ADAPTER_CONFIG, ADAPTER_FILE, HEAD_FILE
+from rerank_lora.job_folder import ADAPTER_CONFIG, ADAPTER_FILE, HEAD_FILE
 
 PEFT_ROOT = "base_model.model."
 SCORE_KEYS = ("score.weight", "score.modules_to_save.weight", "score.default.weight")
