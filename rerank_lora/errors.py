@@ -6,6 +6,16 @@ class InputError(ValueError):
     """Raised with a message that names what was wrong and what is accepted."""
 
 
+def check_int(key: str, value, least: int = 1, why: str = "", null: str | None = None) -> None:
+    """`value` is an integer >= least (a bool is not one), or None where `null` says what None means; else one
+    InputError naming the key, what is accepted, `why` and the meaning of null."""
+    if value is None and null is not None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        notes = "; ".join(note for note in (why, f"null: {null}" if null else "") if note)
+        raise InputError(f"{key}={value!r}; accepted: an integer >= {least}" + (f" ({notes})" if notes else ""))
+
+
 class TrainingDiverged(Exception):
     """A non-finite loss, weight or score: the job stops, and what was saved before stays its result."""
 

@@ -15,9 +15,10 @@ from rerank_lora import cli
 from rerank_lora.analysis import outputs
 from rerank_lora.analysis.imported_job import IMPORT_ARGS, import_options
 from rerank_lora.analysis.probing import ProbeFit, Prober
-from rerank_lora.analysis.trained_job import TrainedJob, check_count, checkpoint_folders, job_config, merges
+from rerank_lora.analysis.trained_job import TrainedJob, checkpoint_folders, job_config, merges
 from rerank_lora.analysis.wandb_tables import Chart, log_table, wanted
 from rerank_lora.cli import parse_args
+from rerank_lora.errors import check_int
 from rerank_lora.tables import write_csv
 
 DEFAULTS = {
@@ -37,7 +38,7 @@ def probe(args: list[str]) -> list[Path]:
     cfg = parse_args(args, DEFAULTS, required=("checkpoint",))
     folders = checkpoint_folders(cfg.checkpoint, every=True, imports=import_options(cfg))
     job_cfg, job_dir = job_config(folders[0])
-    check_count("fit_groups", cfg.fit_groups)
+    check_int("fit_groups", cfg.fit_groups)
     use_wandb = wanted(cfg.logger, job_cfg)
     job = TrainedJob(folders[0], [cfg.split], cfg.depth)
     fit = ProbeFit(cfg.fit_groups, cfg.fit_l2) if cfg.fit else None

@@ -6,7 +6,7 @@ one data.splits entry (data=msmarco), read from the plain dicts DataSpec.splits 
 from dataclasses import dataclass, field, fields
 
 from rerank_lora.data.pairs import check_template
-from rerank_lora.errors import InputError
+from rerank_lora.errors import InputError, check_int
 
 
 @dataclass(frozen=True)
@@ -56,9 +56,8 @@ class DataSpec:
             ("bm25_negatives_depth", 1, "each training query's top-k of BM25 over the training passages"),
             ("eval_batch_size", 1, ""),
         ]:
-            check_int(f"data.{key}", getattr(self, key), least, why)
-        if self.train_queries is not None:
-            check_int("data.train_queries", self.train_queries, 1, "null: every training query")
+            check_int(f"data.{key}", getattr(self, key), least, why=why)
+        check_int("data.train_queries", self.train_queries, null="every training query")
         check_template(self.template, "data.template")
         both = sorted(set(self.eval_splits) & set(self.held_out_splits))
         if both:
@@ -73,12 +72,6 @@ class DataSpec:
     def scored_splits(self) -> list[str]:
         """Every split the job reranks: the eval splits, then the held-out ones."""
         return [*self.eval_splits, *self.held_out_splits]
-
-
-def check_int(key: str, value, least: int, why: str = "") -> None:
-    """`value` is an integer >= least (a bool is not), else one error naming the key."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < least:
-        raise InputError(f"{key}={value!r}; accepted: an integer >= {least}" + (f" ({why})" if why else ""))
 
 
 @dataclass(frozen=True)
@@ -112,8 +105,7 @@ def eval_split_specs(spec: DataSpec) -> dict[str, EvalSplit]:
                 f"corpus.jsonl, queries.jsonl, qrels.tsv, candidates.tsv); got ir_dataset={split.ir_dataset!r}, "
                 f"files={split.files!r}"
             )
-        if split.depth is not None and (not isinstance(split.depth, int) or split.depth < 1):
-            raise InputError(f"data.splits.{name}.depth={split.depth!r}; accepted: an integer >= 1, or null for data.eval_depth")
+        check_int(f"data.splits.{name}.depth", split.depth, null="data.eval_depth")
         splits[name] = split
     return splits
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
 
-from rerank_lora.errors import InputError
+from rerank_lora.errors import InputError, check_int
 from rerank_lora.model.lora import base_model
 
 log = logging.getLogger(__name__)
@@ -40,9 +40,7 @@ class ModelSpec:
     num_layers: int | None = None  # run only the first K decoder layers and score from layer K (None: all)
 
     def __post_init__(self):
-        k = self.num_layers
-        if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
-            raise InputError(f"model.num_layers={k!r}; accepted: an integer >= 1 (the first K decoder layers), or null for all")
+        check_int("model.num_layers", self.num_layers, null="all", why="the first K decoder layers")
 
 
 def load_backbone(model: ModelSpec, gradient_checkpointing: bool = False) -> tuple[torch.nn.Module, object]:

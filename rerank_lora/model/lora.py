@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 from peft import LoraConfig, get_peft_model
 
-from rerank_lora.errors import InputError
+from rerank_lora.errors import InputError, check_int
 
 MODULE_GROUPS = ("attn", "mlp", "all")
 
@@ -19,8 +19,7 @@ class LoraSpec:
     layers: list | None = None
 
     def __post_init__(self):
-        if isinstance(self.rank, bool) or not isinstance(self.rank, int) or self.rank < 1:
-            raise InputError(f"lora.rank={self.rank!r}; accepted: an integer >= 1 (the paper uses 1, 2, 8, 32)")
+        check_int("lora.rank", self.rank, why="the paper uses 1, 2, 8, 32")
         if isinstance(self.alpha, bool) or not isinstance(self.alpha, int | float) or self.alpha <= 0:
             raise InputError(f"lora.alpha={self.alpha!r}; accepted: a number > 0 (the update is scaled by alpha / rank)")
         if isinstance(self.dropout, bool) or not isinstance(self.dropout, int | float) or not 0 <= self.dropout < 1:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rerank_lora.data.spec import DataSpec, eval_split_specs
 from rerank_lora.data.trec_files import read_qrels, read_queries, read_run
-from rerank_lora.errors import InputError
+from rerank_lora.errors import InputError, check_int
 from rerank_lora.planning.tokens import Tokens, TokenSample
 from rerank_lora.train.schedule import checkpoint_steps
 
@@ -56,8 +56,7 @@ def world_size(trainer: dict) -> int:
 def workload(trainer: dict, schedule: dict, spec: DataSpec, sample: TokenSample | None, per_pair: Tokens | None) -> Workload:
     """The cell's counts; tokens from `sample` (the job's data, or a proxy: None where `per_pair` states them)."""
     steps = trainer.get("max_steps")
-    if not isinstance(steps, int) or steps < 0:
-        raise InputError(f"trainer.max_steps={steps!r}; the plan needs the run's length in optimizer steps")
+    check_int("trainer.max_steps", steps, 0, why="the plan needs the run's length in optimizer steps")
     accumulate, world = trainer.get("accumulate_grad_batches") or 1, world_size(trainer)
     groups = steps * spec.queries_per_batch * accumulate * world
     checkpoints = checkpoint_steps(steps, **schedule)

@@ -10,8 +10,7 @@ import lightning as L
 import torch
 
 from rerank_lora.data.pairs import pad
-from rerank_lora.data.spec import check_int
-from rerank_lora.errors import InputError
+from rerank_lora.errors import InputError, check_int
 from rerank_lora.model.linear_probe import fit_probe
 
 log = logging.getLogger(__name__)

@@ -1,14 +1,13 @@
 """Which steps are checkpoints: step 0, then every `every` steps and/or the listed `steps`, and the last."""
 
-from rerank_lora.errors import InputError
+from rerank_lora.errors import InputError, check_int
 
 
 def checkpoint_steps(max_steps: int, every: int | None = None, steps=(), final: bool = False) -> list[int]:
     """Step 0, then every `every` steps and/or the listed `steps`, and the last step if `final`."""
     chosen = {0}
     if every:
-        if not isinstance(every, int) or every < 1:
-            raise InputError(f"schedule.every={every!r}; accepted: an integer >= 1 or null")
+        check_int("schedule.every", every, null="no periodic checkpoints")
         chosen |= set(range(every, max_steps + 1, every))
     listed = list(steps or [])
     beyond = [s for s in listed if not isinstance(s, int) or not 0 <= s <= max_steps]
