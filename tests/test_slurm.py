@@ -18,6 +18,7 @@ from pathlib import Path
 
 import hydra.core.utils
 import pytest
+import submitit
 from hydra import compose, initialize_config_dir
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import OmegaConf
@@ -27,7 +28,7 @@ from submitit.slurm.slurm import SlurmInfoWatcher
 from test_ddp import RANK_1_LOG, TWO_PROCESSES, assert_one_job_folder, assert_trains_as, train_one_process
 
 from conftest import ROOT, TINY, job_dirs, metrics_rows, model_metrics, run_module, summary_rows
-from hydra_plugins.rerank_lora_launchers import private_api
+from hydra_plugins.rerank_lora_launchers import launchers, private_api
 
 pytestmark = pytest.mark.cluster
 SLURM_SH = ROOT / "scripts" / "slurm.sh"
@@ -104,6 +105,9 @@ def test_private_api_accessors_on_real_objects(tmp_path):
         job.results()
     assert time.monotonic() - start < 5  # not submitit's 15 s wait for the result file
     assert private_api.seconds_since_status_check(SlurmInfoWatcher()) == math.inf  # never asked sacct
+    watcher = SlurmInfoWatcher()
+    private_api.unfinish(watcher, "7_1", "PENDING")  # what slurmctld says of a job that sacct showed FAILED
+    assert watcher.get_state("7_1", mode="cache") == "PENDING" and not watcher.is_done("7_1", mode="cache")
     failed = JobReturn(status=JobStatus.FAILED)
     failed.return_value = ValueError("boom")
     assert str(private_api.job_exception(failed)) == "boom"
@@ -294,6 +298,62 @@ def requeued(env: dict, job_id: str, times: int) -> bool:
     return state in ("PENDING", "RUNNING", "COMPLETED")
 
 
+def sacct_states_settle(env: dict, job_id: str, expected: list[str], seconds: float = 60) -> bool:
+    """sacct's State of every run of the job (-D), once it is `expected`: accounting (slurmdbd) lags slurmctld, and
+    can still say RUNNING for a run that has ended when the sweep returns. Asserts it within `seconds`."""
+    deadline = time.monotonic() + seconds
+    while (states := slurm(env, "sacct", "-X", "-D", "-n", "-P", "-o", "State", "-j", job_id).split()) != expected:
+        assert time.monotonic() < deadline, f"sacct says {states} for job {job_id} after {seconds} s, not {expected}"
+        time.sleep(1)
+    return True
+
+
+def slurmctld_state(env: dict, job_id: str) -> tuple[str, str, int]:
+    """JobState, Reason and Restarts, as slurmctld (scontrol show job) has them now."""
+    info = slurm(env, "scontrol", "show", "job", "-o", job_id)
+    state, reason = re.search(r"JobState=(\S+) Reason=(\S+)", info).groups()
+    return state, reason, int(re.search(r"Restarts=(\d+)", info).group(1))
+
+
+def test_wait_all_waits_for_a_requeued_job_that_sacct_shows_failed(slurm_env, tmp_path, monkeypatch):
+    """sacct is written asynchronously (slurmdbd) and can show the run that SLURM has just requeued as FAILED;
+    submitit's watcher then keeps FAILED for good, and the launcher reported a cell failed while SLURM reran it
+    (CI: "SLURM job 15_1: FAILED; the job reported: SystemExit"). A real job, requeued and held (BeginTime) by
+    slurmctld, with that stale state injected in the watcher: _wait_all returns only once its rerun has ended."""
+    monkeypatch.setenv("SLURM_CONF", slurm_env["SLURM_CONF"])
+    executor = submitit.AutoExecutor(folder=tmp_path / "%j", cluster="slurm")
+    executor.update_parameters(slurm_partition="local", cpus_per_task=1, mem_gb=1, timeout_min=10)
+    job = executor.submit(time.sleep, 8)
+    deadline = time.monotonic() + 120
+    while slurmctld_state(slurm_env, job.job_id)[0] != "RUNNING":
+        assert time.monotonic() < deadline, slurmctld_state(slurm_env, job.job_id)
+        time.sleep(0.5)
+    slurm(slurm_env, "scontrol", "requeue", job.job_id)
+    while slurmctld_state(slurm_env, job.job_id)[::2] != ("PENDING", 1):  # held for BeginTime: AuthInfo's cred_expire
+        assert time.monotonic() < deadline, slurmctld_state(slurm_env, job.job_id)
+        time.sleep(0.5)
+    stale = f"JobID|State|NodeList\n{job.job_id}|FAILED|vm\n".encode()  # sacct, before slurmdbd has the requeue
+    with monkeypatch.context() as patch:
+        patch.setattr(submitit.core.core.subprocess, "check_output", lambda *args, **kwargs: stale)
+        job.watcher.update()  # caches FAILED as finished, for good
+    returned: list[int] = []
+    try:
+        assert job.done() and not job.paths.result_pickle.exists()  # what submitit believes: over, without a result
+        waiting = threading.Thread(target=lambda: (launchers._wait_all([job], 60), returned.append(1)), daemon=True)
+        waiting.start()
+        waiting.join(timeout=5)
+        assert not returned, "_wait_all believed sacct's FAILED while slurmctld holds the requeued job"
+        slurm(slurm_env, "scontrol", "update", f"jobid={job.job_id}", "StartTime=now")
+        waiting.join(timeout=180)
+        assert returned, "_wait_all did not return after the rerun ended"
+        assert job.paths.result_pickle.exists()  # it returned for the rerun's result
+        assert job.result() is None  # time.sleep's
+        assert slurmctld_state(slurm_env, job.job_id)[2] == 1
+    finally:
+        if not returned:
+            job.cancel(check=False)
+
+
 def resumed_steps(run_log: Path) -> list[int]:
     """The steps a job resumed from, as its run.log (appended to by every run) says."""
     return [int(step) for step in re.findall(r"resuming from \S*/checkpoints/step-(\d+)/trainer.ckpt", run_log.read_text())]
@@ -331,8 +391,7 @@ def test_timed_out_or_requeued_cell_resumes_in_its_folder(slurm_env, tmp_path):
     assert "this job is timed-out" in log and f"Requeued job {job_id} (4 remaining timeouts)" in log, log[-3000:]
     resumes = resumed_steps(run_log)
     assert len(resumes) == 2 and 20 <= resumes[0] < resumes[1] < 80, resumes
-    states = slurm(slurm_env, "sacct", "-X", "-D", "-n", "-P", "-o", "State", "-j", job_id).split()
-    assert states == ["REQUEUED", "REQUEUED", "COMPLETED"], states
+    assert sacct_states_settle(slurm_env, job_id, ["REQUEUED", "REQUEUED", "COMPLETED"])
     assert json.loads((job / "status.json").read_text())["status"] == "completed"
     (straight,) = [j for j in job_dirs(tmp_path) if "case=straight" in j.name]
     expected, got = model_metrics(straight), model_metrics(job)

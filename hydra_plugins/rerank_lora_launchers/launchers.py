@@ -8,6 +8,10 @@
 - The sweep folder is resolved once, in the sweep's process, and travels with each job: a job that submitit
   requeues after a timeout or preemption (it pickles this launcher again) runs in the same folder, where
   rerank_lora.run resumes it from its last trainer.ckpt.
+- A SLURM job is over when slurmctld says so, not when sacct first does: accounting is written asynchronously
+  (slurmdbd) and can show the run that SLURM has just requeued (preemption, or submitit's requeue at a timeout)
+  as FAILED while the job waits to start again; submitit would keep that state for good and the cell would be
+  reported failed while it reruns. sacct is trusted once slurmctld no longer knows the job (MinJobAge).
 
 A data-parallel cell (trainer=ddp with tasks_per_node = trainer.devices > 1) is one SLURM job of several tasks,
 each running the cell (Lightning takes their ranks from SLURM_PROCID): all of them in the cell's one folder, where
@@ -18,6 +22,8 @@ DDP processes do. The cell's result is task 0's.
 import copy
 import logging
 import os
+import re
+import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,6 +35,7 @@ from hydra.core.utils import JobReturn, JobStatus, filter_overrides, run_job, se
 from hydra_plugins.hydra_submitit_launcher import submitit_launcher as stock
 from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+from submitit.slurm.slurm import SlurmJob
 
 from hydra_plugins.rerank_lora_launchers import private_api
 from rerank_lora.job_folder import COMPLETED, FAILED, JobFolder
@@ -36,6 +43,9 @@ from rerank_lora.job_folder import COMPLETED, FAILED, JobFolder
 log = logging.getLogger(__name__)
 # SLURM states that say what happened; for others (FAILED, NODE_FAIL, ...) the error quotes the job's last stderr line
 SELF_EXPLANATORY = ("CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "PREEMPTED", "DEADLINE")
+# slurmctld's JobState of a job that is not over: a requeued job is COMPLETING its last run, then PENDING again
+ALIVE = ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "RESIZING", "SIGNALING", "STAGE_OUT", "STOPPED")
+ALIVE += ("REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "PREEMPTED", "SPECIAL_EXIT", "RESV_DEL_HOLD", "UPDATE_DB")
 
 
 class _ReportingLauncher(stock.BaseSubmititLauncher):
@@ -193,9 +203,44 @@ def _wait_all(jobs: list[Any], refresh_s: float | None) -> None:
         watcher = pending[0].watcher
         if refresh_s is not None and private_api.seconds_since_status_check(watcher) > refresh_s:
             watcher.update()  # one sacct call for every job of the sweep
-        pending = [job for job in pending if not job.done()]
+        pending = [job for job in pending if not _done(job)]
         if pending:
             time.sleep(1)
+
+
+def _done(job: Any) -> bool:
+    """job.done(), except for a SLURM job without a result file that slurmctld still runs or will run again
+    (sacct showed the run it requeued): submitit's watcher is made to forget the finished state it cached."""
+    if not job.done():
+        return False
+    if not isinstance(job, SlurmJob) or job.paths.result_pickle.exists():
+        return True
+    live = _slurmctld_view(job.job_id)
+    if live is None or live[0] not in ALIVE:
+        return True
+    state, restarts = live
+    log.info(
+        f"SLURM job {job.job_id}: sacct says {job.watcher.get_state(job.job_id, mode='cache')}, slurmctld says "
+        f"{state} after {restarts} restart(s): still waiting for it"
+    )
+    private_api.unfinish(job.watcher, job.job_id, state)
+    return False
+
+
+def _slurmctld_view(job_id: str) -> tuple[str, int] | None:
+    """slurmctld's JobState and Restarts of a job (scontrol show job); None where slurmctld no longer knows it
+    (MinJobAge after it ended: sacct is right by then) or cannot be asked."""
+    try:
+        shown = subprocess.run(["scontrol", "show", "job", "-o", job_id], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError) as err:
+        log.warning(f"SLURM job {job_id}: scontrol show job failed ({err}); going by sacct")
+        return None
+    state, restarts = re.search(r"\bJobState=(\S+)", shown.stdout), re.search(r"\bRestarts=(\d+)", shown.stdout)
+    if shown.returncode != 0 or state is None:
+        if "Invalid job id" not in shown.stderr:
+            log.warning(f"SLURM job {job_id}: scontrol show job failed ({shown.stderr.strip()}); going by sacct")
+        return None
+    return state.group(1), int(restarts.group(1)) if restarts else 0
 
 
 def _grace_for_results(jobs: list[Any], seconds: float = 15) -> None:

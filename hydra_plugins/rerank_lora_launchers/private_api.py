@@ -1,10 +1,11 @@
 """Every private attribute of submitit and Hydra that our launchers use, and a check of them at import.
 
 The launchers need a few things that neither library makes public: how long ago submitit's SLURM watcher last
-called sacct, a local job's process, submitit's wait for a result file, the exception in a failed JobReturn,
-and Hydra's writer of .hydra/*.yaml. A release may rename or drop any of them without notice; pyproject.toml
-pins the versions tested (TESTED), and importing this module fails with an ImportError that names the missing
-attribute, instead of a sweep that breaks at its end or, worse, silently.
+called sacct, a way to make it forget a finished state that sacct showed too early, a local job's process,
+submitit's wait for a result file, the exception in a failed JobReturn, and Hydra's writer of .hydra/*.yaml. A
+release may rename or drop any of them without notice; pyproject.toml pins the versions tested (TESTED), and
+importing this module fails with an ImportError that names the missing attribute, instead of a sweep that breaks
+at its end or, worse, silently.
 """
 
 import time
@@ -46,6 +47,8 @@ class Private:
 
 USED = (
     Private("submitit", submitit.core.core.InfoWatcher, "_last_status_check"),  # seconds_since_status_check
+    Private("submitit", submitit.core.core.InfoWatcher, "_finished"),  # unfinish
+    Private("submitit", submitit.core.core.InfoWatcher, "_info_dict"),  # unfinish
     Private("submitit", submitit.local.local.LocalJob, "_process"),  # process_returncode
     Private("submitit", submitit.core.core.Job, "_results_timeout_s"),  # stop_waiting_for_result
     Private("hydra-core", JobReturn, "_return_value"),  # job_exception
@@ -84,6 +87,13 @@ check_private_api()
 def seconds_since_status_check(watcher: submitit.core.core.InfoWatcher) -> float:
     """Seconds since the watcher last asked the cluster (sacct) about its jobs."""
     return time.time() - watcher._last_status_check
+
+
+def unfinish(watcher: submitit.core.core.InfoWatcher, job_id: str, state: str) -> None:
+    """Make the watcher forget that `job_id` is finished (it keeps a finished state for good, also one that sacct
+    showed for a run that SLURM has since requeued) and say `state` for it until its next sacct call."""
+    watcher._finished.discard(job_id)
+    watcher._info_dict[job_id] = {**watcher._info_dict.get(job_id, {}), "State": state}
 
 
 def process_returncode(job: submitit.core.core.Job) -> int | None:
