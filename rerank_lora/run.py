@@ -169,7 +169,7 @@ def run_job(cfg: DictConfig, job: JobFolder) -> None:
             raise SystemExit(128 + signal.SIGTERM) from None
         raise
     if writes_job_folder():
-        print_results(job)
+        print_results(job, to_spec(DataSpec, cfg.data, "data"), cfg.select_by)
 
 
 def explain(err: Exception, job: JobFolder) -> str:

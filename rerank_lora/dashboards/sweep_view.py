@@ -4,10 +4,9 @@ measures, the analysis tables its jobs wrote, and the config keys its cells diff
 from dataclasses import dataclass
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
 from rerank_lora.analysis import outputs
 from rerank_lora.analysis.wandb_tables import job_group
+from rerank_lora.configs import saved_config
 from rerank_lora.dashboards.keys import GRID_COLUMNS
 from rerank_lora.dashboards.logged_runs import flatten
 from rerank_lora.errors import InputError
@@ -35,18 +34,24 @@ class SweepView:
 
 def check_logged_to_wandb(folder: Path, cells: list[Cell]) -> None:
     """Every job must have logged to W&B: a dashboard of a CSV-logged sweep would show nothing."""
-    other = [c for c in cells if not str(OmegaConf.select(c.cfg, "logger._target_") or "").endswith("WandbLogger")]
+    other = [c for c in cells if not str(_logger(c) or "").endswith("WandbLogger")]
     if other:
-        target = OmegaConf.select(other[0].cfg, "logger._target_") or "none"
+        target = _logger(other[0]) or "none"
         raise InputError(
             f"sweep={folder}: {len(other)} of {len(cells)} jobs did not log to W&B (logger {target}); "
             "a dashboard reads W&B runs: run the sweep with logger=wandb"
         )
 
 
+def _logger(cell: Cell) -> str | None:
+    """The job's logger._target_ (None where it has no logger)."""
+    return (cell.config.get("logger") or {}).get("_target_")
+
+
 def differing_keys(cells: list[Cell]) -> list[str]:
-    """The config keys whose values differ between the cells, after the grid's own axes."""
-    flat = [flatten(OmegaConf.to_container(c.cfg, resolve=False)) for c in cells]
+    """The config keys whose values differ between the cells (as their saved configs hold them, interpolations
+    unresolved), after the grid's own axes."""
+    flat = [flatten(saved_config(c.folder.config_file, resolve=False)) for c in cells]
     keys = dict.fromkeys(k for config in flat for k in config)
     differing = [k for k in keys if len({repr(config.get(k)) for config in flat}) > 1]
     return [*GRID_COLUMNS, *(k for k in differing if k not in GRID_COLUMNS)]
@@ -54,7 +59,7 @@ def differing_keys(cells: list[Cell]) -> list[str]:
 
 def sweep_view(folder: Path, cells: list[Cell], measures: list[str]) -> SweepView:
     check_logged_to_wandb(folder, cells)
-    held_out = list(dict.fromkeys(s for c in cells for s in c.cfg.data.get("held_out_splits") or []))
+    held_out = list(dict.fromkeys(s for c in cells for s in c.config["data"].get("held_out_splits") or []))
     splits = list(dict.fromkeys(s for c in cells for s in c.splits()))
     return SweepView(
         folder=folder,

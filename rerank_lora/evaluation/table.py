@@ -6,6 +6,7 @@ than one split, rows `dev+test` pool their queries (the mean over all of them, a
 
 from pathlib import Path
 
+from rerank_lora.data.spec import DataSpec
 from rerank_lora.data.trec_files import read_qrels, read_run
 from rerank_lora.evaluation.selection import chosen_step
 from rerank_lora.evaluation.significance import paired_t, per_query
@@ -69,16 +70,16 @@ def _p(values: dict, row: dict, against, measure: str) -> str:
     return f"{p:.3f}"
 
 
-def print_results(job: JobFolder) -> None:
+def print_results(job: JobFolder, data: DataSpec, select_by: str) -> None:
+    """The table, and how the job's `data` and `select_by` bear on it: the checkpoint chosen for the held-out
+    splits, evaluation queries allowed in training."""
     print(table(job))
     print("p: two-sided paired t-test over the split's queries, against step 0 and against the first stage (uncorrected)")
-    cfg = job.config()
-    data, measure = cfg.data, cfg.get("select_by")
-    if data.get("held_out_splits"):
-        step = chosen_step(job.metrics(), data.eval_splits[0], measure)
-        print(f"checkpoint chosen on {data.eval_splits[0]} by {measure}: step {step}; "
+    if data.held_out_splits:
+        step = chosen_step(job.metrics(), data.eval_splits[0], select_by)
+        print(f"checkpoint chosen on {data.eval_splits[0]} by {select_by}: step {step}; "
               f"{', '.join(data.held_out_splits)} (held out) scored at step 0 and there only")
-    if data.get("allow_eval_queries_in_training"):
+    if data.allow_eval_queries_in_training:
         print("data.allow_eval_queries_in_training=true: training may include evaluation queries; a metric on "
               "them is not a held-out result")
     print(f"results: {Path(job.path).resolve()}")

@@ -6,9 +6,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from omegaconf import DictConfig
-
 from rerank_lora.analysis import outputs
+from rerank_lora.configs import saved_config
 from rerank_lora.data.trec_files import read_qrels, read_run
 from rerank_lora.errors import InputError
 from rerank_lora.evaluation.significance import per_query
@@ -28,26 +27,26 @@ def _qrels(path: str) -> dict:
 @dataclass
 class Cell:
     job: Path
-    cfg: DictConfig
+    config: dict  # the job's config as plain values (configs.saved_config)
     label: str = ""
     _per_query: dict = field(default_factory=dict, repr=False)
 
     @property
     def model(self) -> str:
-        return str(self.cfg.model.name)
+        return str(self.config["model"]["name"])
 
     @property
     def rank(self) -> int:
-        return int(self.cfg.lora.rank)
+        return int(self.config["lora"]["rank"])
 
     @property
     def targets(self) -> str:
-        modules = self.cfg.targets.modules
+        modules = self.config["targets"]["modules"]
         return modules if isinstance(modules, str) else "+".join(modules)
 
     @property
     def depth(self) -> int:
-        return int(self.cfg.data.eval_depth)
+        return int(self.config["data"]["eval_depth"])
 
     @property
     def folder(self) -> JobFolder:
@@ -74,7 +73,7 @@ class Cell:
 
     def held_out(self, split: str) -> bool:
         """Whether `split` is held out: scored at step 0 and at the chosen checkpoint only."""
-        return split in (self.cfg.data.get("held_out_splits") or [])
+        return split in (self.config["data"].get("held_out_splits") or [])
 
     def step_for(self, split: str) -> int | None:
         """The checkpoint the report compares on `split`: the final one, or for a held-out split the chosen one
@@ -97,7 +96,7 @@ class Cell:
         if key not in self._per_query:
             path = self.folder.run_file(split, step)
             self._per_query[key] = (
-                per_query(_qrels(str(self.cfg.data.qrels)), read_run(path), measures) if path.is_file() else None
+                per_query(_qrels(str(self.config["data"]["qrels"])), read_run(path), measures) if path.is_file() else None
             )
         return self._per_query[key]
 
@@ -126,9 +125,9 @@ def load_sweep(path) -> list[Cell]:
         expected = JobFolder(root)
         needs = f"{expected.config_file.relative_to(root)} and {expected.metrics_file.name}"
         raise InputError(f"sweep={path}: no job folders (with {needs}) in it")
-    cells = [Cell(job.path, job.config()) for job in jobs]
+    cells = [Cell(job.path, saved_config(job.config_file)) for job in jobs]
     for cell in cells:
-        layers = cell.cfg.lora.get("layers")
+        layers = cell.config["lora"].get("layers")
         cell.label = f"{cell.model} r{cell.rank} {cell.targets}" + (f" L{list(layers)}" if layers else "")
     seen: dict[str, int] = {}
     for cell in cells:
