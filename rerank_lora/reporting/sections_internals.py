@@ -1,9 +1,8 @@
 """Report sections on what is inside a trained cell, from the tables `probe` and `adapter_stats` wrote: at
 which layer the ranking becomes readable, and how large the LoRA update is per layer and projection."""
 
-import math
-
 from rerank_lora.analysis import outputs
+from rerank_lora.analysis.update_stats import total_norm
 from rerank_lora.reporting import plots
 from rerank_lora.reporting.page import Page
 from rerank_lora.reporting.sweep import Cell, Sweep
@@ -79,11 +78,6 @@ def projection_rows(cell: Cell, step: int, rows: list[dict]) -> list[dict]:
             }
         )
     return found
-
-
-def total_norm(rows: list[dict]) -> float:
-    """‖ΔW‖_F of the whole adapter (as adapter_stats prints it; computed here so the report needs no torch)."""
-    return math.sqrt(sum(r["fro_norm"] ** 2 for r in rows))
 
 
 def adapters(page: Page, sweep: Sweep) -> None:
