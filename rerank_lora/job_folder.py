@@ -21,8 +21,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
-
 from rerank_lora import faults
 from rerank_lora.disk import alive, remove_partials, write_atomic, writing
 from rerank_lora.errors import DiskFull, InputError
@@ -210,12 +208,6 @@ class JobFolder:
         """What writes cut short left here (kills, a full disk): run by the lock's holder, so none is being written."""
         for path in remove_partials(self.path):
             log.info("removed %s, left by an interrupted write", path)
-
-    def config(self) -> DictConfig:
-        return OmegaConf.load(self.config_file)
-
-    def overrides(self) -> list[str]:
-        return list(OmegaConf.load(self.overrides_file)) if self.overrides_file.is_file() else []
 
     # --- metrics ---
     def metrics(self) -> list[dict]:

@@ -7,6 +7,7 @@ import json
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from conftest import MINI, TINY, job_dirs, model_metrics, run_in_process, specs
 from rerank_lora import ablate, probe, rerank
@@ -31,7 +32,7 @@ def bf16_job(tmp_path_factory):
 
 def pair_inputs(job: JobFolder) -> dict[tuple[str, str], tuple[int, ...]]:
     """The token ids the job scored, by (qid, pid)."""
-    model, data_spec, cfg = specs(cfg=job.config())
+    model, data_spec, cfg = specs(cfg=OmegaConf.load(job.config_file))
     _, tokenizer = load_backbone(model)
     data = RerankDataModule(load_collection(data_spec), tokenizer, data_spec, cfg.seed, train=False)
     return {

@@ -12,6 +12,7 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 
 from rerank_lora import faults
+from rerank_lora.configs import saved_config
 from rerank_lora.disk import remove_partials
 from rerank_lora.errors import DiskFull
 from rerank_lora.job_folder import COMPLETED, JobFolder, JobFolderBusy, job_folders
@@ -32,7 +33,8 @@ def summarize(sweep_dir: Path) -> Path:
     faults.point("before_summary")
     rows = []
     for job in cells_of(sweep_dir):
-        cell = {"job": job.path.name, "overrides": " ".join(job.overrides())} | job.status()
+        overrides = saved_config(job.overrides_file) if job.overrides_file.is_file() else []
+        cell = {"job": job.path.name, "overrides": " ".join(overrides)} | job.status()
         rows += [{**cell, **row} for row in job.metrics()] or [cell]
     return write_csv(Path(sweep_dir) / SUMMARY, rows, None if rows else ["job"])
 
