@@ -1,6 +1,6 @@
 """The one rule for writing files on a disk that can fill up: every write of a job's files runs inside `writing`,
 which removes the partial file and turns a full disk, however the library reports it, into one DiskFull naming the
-file. `write_atomic` is the one write-under-a-temporary-name-then-rename."""
+file. `write_atomic` is the one write-under-a-temporary-name-then-rename (`write_folder_atomic` for a folder)."""
 
 import contextlib
 import errno
@@ -80,6 +80,27 @@ def write_atomic(path, content: str | Callable, fault: str | None = None) -> Pat
             faults.point(fault)
         os.replace(partial, path)
     return path
+
+
+@contextlib.contextmanager
+def write_folder_atomic(path):
+    """Fill a folder under a temporary name beside `path` (the block gets that folder), then rename it to `path`:
+    a folder with the final name is always complete. On any error the temporary folder is removed (a full disk
+    raised as DiskFull(path)). An empty folder at `path` is replaced; a non-empty one (the same folder finished first
+    by another process) is kept, and ours removed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    _remove(partial)
+    with writing(path, partial):
+        partial.mkdir()
+        yield partial
+        try:
+            os.replace(partial, path)
+        except OSError:
+            if not (path.is_dir() and any(path.iterdir())):
+                raise
+            _remove(partial)
 
 
 def remove_partials(folder: Path, below: bool = True, only_dead: bool = False) -> list[Path]:

@@ -7,14 +7,13 @@
 
 import importlib.util
 import logging
-import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
 
+from rerank_lora.disk import write_folder_atomic
 from rerank_lora.errors import InputError, check_int
 from rerank_lora.model.lora import base_model
 
@@ -104,13 +103,9 @@ def gguf_cache(package: str, file: str, cache_dir: str) -> Path:
     model.hf_quantizer, model.is_quantized, model.quantization_method = None, False, None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    staging = target.with_name(f"{target.name}.tmp-{os.getpid()}")
-    model.save_pretrained(staging)
-    tokenizer.save_pretrained(staging)
-    try:
-        staging.rename(target)
-    except OSError:  # another job converted it first
-        shutil.rmtree(staging, ignore_errors=True)
+    with write_folder_atomic(target) as staging:  # where another job converted it first, that one is kept
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
     return target
 
 
