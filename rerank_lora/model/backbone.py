@@ -68,8 +68,8 @@ def keep_first_layers(backbone, k: int) -> None:
 
 def compile_layers(backbone: torch.nn.Module) -> None:
     """torch.compile each decoder layer in place (dynamic shapes: every batch has its own length). Inductor fuses
-    the elementwise work between matmuls (norms, rotary, SiLU, LoRA's scale and add), 17% of a plain CPU training
-    step's time on SmolLM2 (docs/levers.md). All layers share one compiled graph; call after LoRA is added."""
+    the elementwise work between matmuls (norms, rotary, SiLU, LoRA's scale and add; its share of a step:
+    docs/levers.md). All layers share one compiled graph; call after LoRA is added."""
     for layer in base_model(backbone).layers:
         layer.compile(dynamic=True)
 
