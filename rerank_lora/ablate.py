@@ -20,10 +20,10 @@ from rerank_lora import cli
 from rerank_lora.analysis import outputs
 from rerank_lora.analysis.ablation import Ablation, BoundarySearch, Rows
 from rerank_lora.analysis.imported_job import IMPORT_ARGS, import_options
-from rerank_lora.analysis.trained_job import TrainedJob, check_count, checkpoint_folders, job_config, merges
+from rerank_lora.analysis.trained_job import TrainedJob, checkpoint_folders, job_config, merges
 from rerank_lora.analysis.wandb_tables import Chart, log_table, wanted
 from rerank_lora.cli import as_list, parse_args
-from rerank_lora.errors import InputError
+from rerank_lora.errors import InputError, check_int
 from rerank_lora.tables import write_csv, write_jsonl
 
 log = logging.getLogger("rerank_lora.ablate")
@@ -42,20 +42,20 @@ DEFAULTS = {
 }
 
 
-def check(cfg: DictConfig, job_cfg: DictConfig) -> list[str]:
+def check(cfg: DictConfig, job_cfg: dict) -> list[str]:
     """The ablations asked for, checked with the other arguments before any model loads."""
     names = as_list(cfg.ablation)
     if not names or any(n not in outputs.ABLATIONS for n in names):
         given = OmegaConf.to_container(cfg).get("ablation")
         raise InputError(f"ablation={given!r}; accepted: {', '.join(outputs.ABLATIONS)} (or a list)")
-    if cfg.boundary.measure not in job_cfg.measures:
+    if cfg.boundary.measure not in job_cfg["measures"]:
         raise InputError(
-            f"boundary.measure={cfg.boundary.measure!r}; accepted: one of the job's measures {list(job_cfg.measures)}"
+            f"boundary.measure={cfg.boundary.measure!r}; accepted: one of the job's measures {job_cfg['measures']}"
         )
-    check_count("layers.window", cfg.layers.window, null="a sixth of the adapted layers")
-    check_count("windows.width", cfg.windows.width, null="a sixth of the adapted layers")
-    check_count("windows.stride", cfg.windows.stride, null="the width")
-    check_count("boundary.queries", cfg.boundary.queries, null="every query")
+    check_int("layers.window", cfg.layers.window, null="a sixth of the adapted layers")
+    check_int("windows.width", cfg.windows.width, null="a sixth of the adapted layers")
+    check_int("windows.stride", cfg.windows.stride, null="the width")
+    check_int("boundary.queries", cfg.boundary.queries, null="every query")
     wanted(cfg.logger, job_cfg)
     return list(dict.fromkeys(names))
 

@@ -27,7 +27,8 @@ def adapter_stats(args: list[str]) -> list[Path]:
     folders = checkpoint_folders(cfg.checkpoint, every=True, imports=import_options(cfg))
     job_cfg, job_dir = job_config(folders[0])
     use_wandb = wanted(cfg.logger, job_cfg)
-    order = [*job_cfg.model.modules.attn, *job_cfg.model.modules.mlp]
+    modules = job_cfg["model"]["modules"]
+    order = [*modules["attn"], *modules["mlp"]]
     written = []
     for folder in folders:
         rows, step = module_stats(folder, order), step_of(folder)

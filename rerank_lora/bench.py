@@ -18,16 +18,14 @@ import time
 import torch
 
 from rerank_lora import cli
-from rerank_lora.configs import to_spec
-from rerank_lora.data.collection import load_collection
+from rerank_lora.configs import job_spec
 from rerank_lora.data.datamodule import RerankDataModule
 from rerank_lora.data.pairs import pad
-from rerank_lora.data.spec import DataSpec
 from rerank_lora.evaluation.evaluator import score
+from rerank_lora.job.builders import build_data, build_reranker
+from rerank_lora.job.spec import JobSpec
+from rerank_lora.model.precision import cpu_features, matmul_rate
 from rerank_lora.model.reranker import Reranker
-from rerank_lora.planning.calibrate import matmul_rate
-from rerank_lora.run import build_reranker
-from rerank_lora.train.precision import cpu_features, resolve_precision
 
 SCORED_QUERIES = 10  # dev queries x eval_depth pairs
 TRAIN_STEPS = 6
@@ -35,8 +33,7 @@ BF16_PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense, by a 
 
 
 def scoring_rate(reranker, data, sort: bool, merge: bool) -> dict:
-    data.cfg = dataclasses.replace(data.cfg, sort_by_length=sort)
-    batches = data.eval_batches("dev")
+    batches = data.eval_batches("dev", sort_by_length=sort)
     pairs = sum(len(b.qids) for b in batches)
     tokens = sum(int(b.inputs["attention_mask"].sum()) for b in batches)
     score(reranker, batches[:1], desc="warm-up", merge=merge)
@@ -62,25 +59,26 @@ def first_step_seconds(overrides: list[str]) -> float:
 def training_rate(reranker, data, pad_to_max: bool, device: torch.device) -> dict:
     optimizer = torch.optim.AdamW([p for p in reranker.parameters() if p.requires_grad], lr=1e-4)
     reranker.train()
-    per_step = data.cfg.queries_per_batch
+    per_step = data.spec.queries_per_batch
     groups = [data.train_set.group(i) for i in range((TRAIN_STEPS + 1) * per_step)]
     batches = []
     for step in range(TRAIN_STEPS + 1):  # the first is a warm-up, not timed
         pairs = [p for g in groups[step * per_step : (step + 1) * per_step] for p in g]
-        batches.append({k: v.to(device) for k, v in pad(pairs, data.pad_id, data.cfg.max_length if pad_to_max else None).items()})
+        length = data.spec.max_length if pad_to_max else None
+        batches.append({k: v.to(device) for k, v in pad(pairs, data.pad_id, length).items()})
     for index, batch in enumerate(batches):
         if index == 1:
             _synchronize(device)
             start = time.perf_counter()
         with reranker.autocast():  # the job's precision, as Lightning trains in it
-            loss = _loss(reranker, batch)
+            loss = reranker.group_loss(batch)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
     _synchronize(device)
     seconds = time.perf_counter() - start
     tokens = sum(int(b["attention_mask"].sum()) for b in batches[1:])
-    return {"pairs_per_s": TRAIN_STEPS * per_step * data.cfg.group_size / seconds, "tokens_per_s": tokens / seconds}
+    return {"pairs_per_s": TRAIN_STEPS * per_step * data.spec.group_size / seconds, "tokens_per_s": tokens / seconds}
 
 
 def cpu_matmul_tflops() -> dict:
@@ -110,17 +108,11 @@ def useful_tflops(rate: dict, parameters: int, passes: int) -> float:
     return 2 * parameters * passes * rate["tokens_per_s"] / 1e12
 
 
-def _loss(reranker, batch):
-    scores = reranker.training_scores(batch["input_ids"], batch["attention_mask"]).view(-1, reranker.group_size)
-    target = torch.zeros(scores.size(0), dtype=torch.long, device=scores.device)
-    return torch.nn.functional.cross_entropy(scores, target)
-
-
 @dataclasses.dataclass
 class Prepared:
     """A job's reranker and data as bench measures them: `SCORED_QUERIES` dev queries, the job's precision."""
 
-    cfg: object
+    spec: JobSpec
     reranker: Reranker
     data: RerankDataModule
     device: torch.device
@@ -133,18 +125,14 @@ class Prepared:
 
 
 def prepare(overrides: list[str]) -> Prepared:
-    cfg = cli.parse_job_overrides(["logger=none", *overrides])
-    torch.manual_seed(cfg.seed)
+    spec = job_spec(cli.parse_job_overrides(["logger=none", *overrides]))
+    torch.manual_seed(spec.seed)
     start = time.perf_counter()
-    reranker, tokenizer = build_reranker(cfg)
+    reranker, tokenizer = build_reranker(spec)
     load_seconds = time.perf_counter() - start
-    device = torch.device("cuda" if cfg.trainer.accelerator in ("gpu", "cuda") else "cpu")
-    data_spec = to_spec(DataSpec, cfg.data, "data")
-    data = RerankDataModule(load_collection(data_spec), tokenizer, data_spec, cfg.seed)
-    data.first_stage = {"dev": dict(list(data.first_stage["dev"].items())[:SCORED_QUERIES])}
-    precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
-    reranker.precision = precision
-    return Prepared(cfg, reranker.to(device), data, device, precision, load_seconds)
+    device = torch.device("cuda" if spec.trainer.get("accelerator") in ("gpu", "cuda") else "cpu")
+    data = build_data(spec, tokenizer, queries=SCORED_QUERIES)
+    return Prepared(spec, reranker.to(device), data, device, spec.compute.precision, load_seconds)
 
 
 def non_embedding_parameters(reranker) -> int:
@@ -153,7 +141,7 @@ def non_embedding_parameters(reranker) -> int:
 
 def bench(overrides: list[str]) -> dict:
     job = prepare(overrides)
-    cfg, reranker, data, device, precision, bf16 = job.cfg, job.reranker, job.data, job.device, job.precision, job.bf16
+    spec, reranker, data, device, precision, bf16 = job.spec, job.reranker, job.data, job.device, job.precision, job.bf16
     name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
     scoring = {
         "sorted+merged": scoring_rate(reranker, data, sort=True, merge=True),
@@ -165,7 +153,7 @@ def bench(overrides: list[str]) -> dict:
         "padded_to_max_length": training_rate(reranker, data, pad_to_max=True, device=device),
     }
     parameters = non_embedding_parameters(reranker)
-    step_passes = 3 if cfg.trainer.get("gradient_checkpointing") else 2
+    step_passes = 3 if spec.compute.gradient_checkpointing else 2
     achieved = {f"scoring {k}": useful_tflops(r, parameters, 1) for k, r in scoring.items()}
     achieved |= {f"training {k}": useful_tflops(r, parameters, step_passes) for k, r in training.items()}
     cpu = cpu_report() if device.type == "cpu" else None
@@ -173,7 +161,7 @@ def bench(overrides: list[str]) -> dict:
     if cpu:
         peak = cpu["matmul_bf16_tflops" if bf16 else "matmul_fp32_tflops"]
     report = {
-        "model": cfg.model.name,
+        "model": spec.model.name,
         "device": name,
         **({"cpu": cpu} if cpu else {}),
         "precision": precision,

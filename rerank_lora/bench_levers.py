@@ -19,7 +19,7 @@ from rerank_lora.bench import (
     training_rate,
     useful_tflops,
 )
-from rerank_lora.train.precision import BF16_FLAGS, cpu_features, has_bf16_instructions
+from rerank_lora.model.precision import BF16_FLAGS, cpu_features, has_bf16_instructions
 
 # name: the overrides that pull the lever (each alone on the default job)
 LEVERS = {
@@ -43,7 +43,7 @@ def lever_row(name: str, overrides: list[str], peak_tflops: dict) -> dict:
     training = training_rate(job.reranker, job.data, pad_to_max=False, device=job.device)
     parameters = non_embedding_parameters(job.reranker)
     peak = peak_tflops.get(job.precision)
-    passes = 3 if job.cfg.trainer.get("gradient_checkpointing") else 2
+    passes = 3 if job.spec.compute.gradient_checkpointing else 2
     return {
         "lever": name, "precision": job.precision,
         "scoring_pairs_per_s": scoring["pairs_per_s"], "training_pairs_per_s": training["pairs_per_s"],

@@ -35,12 +35,13 @@ from omegaconf import OmegaConf
 
 from rerank_lora import cli
 from rerank_lora.bench import scoring_rate
-from rerank_lora.configs import to_spec
-from rerank_lora.data.collection import load_collection
+from rerank_lora.configs import job_spec
 from rerank_lora.data.datamodule import RerankDataModule
-from rerank_lora.data.spec import DataSpec
-from rerank_lora.errors import InputError
+from rerank_lora.errors import check_int
+from rerank_lora.job.builders import build_data, build_reranker
+from rerank_lora.job.spec import JobSpec
 from rerank_lora.model.backbone import gguf_cache
+from rerank_lora.model.precision import cpu_features
 from rerank_lora.peers.inputs import group_texts, scoring_rows, tevatron_row
 from rerank_lora.peers.process import check_peers, run_peer
 from rerank_lora.peers.report import (
@@ -53,9 +54,7 @@ from rerank_lora.peers.report import (
     ratios,
     table,
 )
-from rerank_lora.run import build_reranker
 from rerank_lora.tables import write_jsonl
-from rerank_lora.train.precision import cpu_features
 from rerank_lora.train.trainer import make_trainer
 
 log = logging.getLogger(__name__)
@@ -101,20 +100,12 @@ class StepClock(L.Callback):
         return self.ends[-1] - start
 
 
-def keep_first_queries(data: RerankDataModule, queries: int) -> None:
-    """Cut the split's first-stage run to its first `queries` queries (each at data.eval_depth)."""
-    run = data.first_stage[SPLIT]
-    if queries > len(run):
-        raise InputError(f"scoring_queries={queries}; accepted: 1 to {len(run)} (the {SPLIT} split's queries)")
-    data.first_stage = {SPLIT: dict(list(run.items())[:queries])}
-
-
-def job_config(steps: int, layers_default: bool, model: str = "smollm2", compile_layers: bool = False):
+def head_to_head_job(steps: int, layers_default: bool, model: str = "smollm2", compile_layers: bool = False) -> JobSpec:
     """The head-to-head job for `steps` training steps; `layers_default`: the model's default layers instead of
     all; `model`: another model config (tests: a tiny one); `compile_layers`: trainer.compile."""
     overrides = [o for o in HEAD_TO_HEAD if not (layers_default and o.startswith("model.num_layers"))]
     overrides = [f"model={model}" if o.startswith("model=") else o for o in overrides]
-    return cli.parse_job_overrides([*overrides, f"trainer.max_steps={steps}", f"trainer.compile={compile_layers}"])
+    return job_spec(cli.parse_job_overrides([*overrides, f"trainer.max_steps={steps}", f"trainer.compile={compile_layers}"]))
 
 
 def computed_tokens(mask: torch.Tensor, chunk: int | None, packed: bool) -> int:
@@ -129,21 +120,21 @@ def computed_tokens(mask: torch.Tensor, chunk: int | None, packed: bool) -> int:
     return sum(int(part.max()) * len(part) for part in lengths.split(chunk))
 
 
-def train_ours(cfg, reranker, data: RerankDataModule, warmup: int, out: Path) -> dict:
+def train_ours(spec: JobSpec, reranker, data: RerankDataModule, warmup: int, out: Path) -> dict:
     """Training pairs/s through the job's own Lightning path (trainer.fit on the data module)."""
     clock = StepClock()
-    trainer = make_trainer(cfg.trainer, False, [clock], out, cfg.trainer.precision)
+    trainer = make_trainer(spec.trainer, False, [clock], out)
     trainer.fit(reranker, datamodule=data)
-    timed, chunk = cfg.trainer.max_steps - warmup, reranker.length_chunks
-    pairs = timed * cfg.data.queries_per_batch * cfg.data.group_size
+    timed, chunk = spec.trainer["max_steps"] - warmup, reranker.length_chunks
+    pairs = timed * spec.data.queries_per_batch * spec.data.group_size
     seconds = clock.timed_seconds(warmup)
     masks = clock.masks[warmup:]
     return {
         "pairs_per_s": pairs / seconds, "seconds": seconds, "steps": timed, "warmup_steps": warmup, "pairs": pairs,
         "tokens_per_pair": sum(int(m.sum()) for m in masks) / pairs,
         "computed_tokens_per_pair": sum(computed_tokens(m, chunk, reranker.packed) for m in masks) / pairs,
-        "settings": {"precision": cfg.trainer.precision, "packed": reranker.packed, "length_chunks": chunk,
-                     "num_layers": reranker.backbone.config.num_hidden_layers, "compile": cfg.trainer.compile},
+        "settings": {"precision": spec.compute.precision, "packed": reranker.packed, "length_chunks": chunk,
+                     "num_layers": reranker.backbone.config.num_hidden_layers, "compile": spec.compute.compile},
     }
 
 
@@ -154,21 +145,19 @@ def score_ours(reranker, data: RerankDataModule, merge: bool) -> dict:
     return {
         "pairs_per_s": rate["pairs_per_s"], "seconds": pairs / rate["pairs_per_s"], "pairs": pairs,
         "tokens_per_pair": rate["tokens_per_s"] / rate["pairs_per_s"],
-        "settings": {"batch_size": data.cfg.eval_batch_size, "max_length": data.cfg.max_length, "lora_merged": merge},
+        "settings": {"batch_size": data.spec.eval_batch_size, "max_length": data.spec.max_length, "lora_merged": merge},
     }
 
 
 def measure_ours(
-    cfg, warmup: int, queries: int, out: Path, unmerged: bool, scoring: bool = True
+    spec: JobSpec, warmup: int, queries: int, out: Path, unmerged: bool, scoring: bool = True
 ) -> tuple[dict, RerankDataModule]:
-    """Ours: training, then (if `scoring`) scoring on the same reranker, merged and, if asked, unmerged; also its
-    data module."""
-    L.seed_everything(cfg.seed)
-    spec = to_spec(DataSpec, cfg.data, "data")
-    reranker, tokenizer = build_reranker(cfg)
-    data = RerankDataModule(load_collection(spec), tokenizer, spec, cfg.seed)
-    keep_first_queries(data, queries)
-    rows = {"training": train_ours(cfg, reranker, data, warmup, out)}
+    """Ours: training, then (if `scoring`) scoring on the same reranker, merged and, if asked, unmerged, on the
+    first `queries` queries of the split; also its data module."""
+    L.seed_everything(spec.seed)
+    reranker, tokenizer = build_reranker(spec)
+    data = build_data(spec, tokenizer, queries=queries)
+    rows = {"training": train_ours(spec, reranker, data, warmup, out)}
     if scoring:
         rows["scoring"] = score_ours(reranker, data, merge=True)
     if scoring and unmerged:
@@ -186,15 +175,15 @@ def machine(load_at_start: float) -> dict:
     }
 
 
-def peer_rows(cfg, python: Path, inputs: dict[str, Path], args, threads: int, out: Path) -> dict:
+def peer_rows(spec: JobSpec, python: Path, inputs: dict[str, Path], args, threads: int, out: Path) -> dict:
     """Tevatron's training and FlagLLMReranker's scoring, with their JSON results."""
-    data, lora = cfg.data, cfg.lora
+    data, lora = spec.data, spec.lora
     log.info("Tevatron: %d + %d training steps", args.warmup_steps, args.train_steps)
     tevatron = run_peer(python, "tevatron_train.py", [
         "--model", str(inputs["model"]), "--train", str(inputs["train"]), "--out", str(out / "tevatron"),
         "--warmup-steps", str(args.warmup_steps), "--train-steps", str(args.train_steps),
         "--group-size", str(data.group_size), "--queries-per-step", str(data.queries_per_batch),
-        "--max-length", str(data.max_length), "--lr", str(cfg.optim.lr), "--seed", str(cfg.seed),
+        "--max-length", str(data.max_length), "--lr", str(spec.optim.lr), "--seed", str(spec.seed),
         "--lora-rank", str(lora.rank), "--lora-alpha", str(lora.alpha), "--lora-dropout", str(lora.dropout),
     ], threads, out)
     flag = ["--model", str(inputs["model"]), "--pairs", str(inputs["pairs"])]
@@ -209,23 +198,23 @@ def peer_rows(cfg, python: Path, inputs: dict[str, Path], args, threads: int, ou
 
 def check_counts(args) -> None:
     for key, least in (("warmup_steps", 0), ("train_steps", 1), ("scoring_queries", 1)):
-        if isinstance(args[key], bool) or not isinstance(args[key], int) or args[key] < least:
-            raise InputError(f"{key}={args[key]!r}; accepted: an integer >= {least}")
+        check_int(key, args[key], least)
 
 
 def head_to_head(args, python: Path, out: Path) -> dict:
     """Ours on all layers and the peers, on the inputs ours writes for them: the report's rows."""
     steps = args.warmup_steps + args.train_steps
-    cfg = job_config(steps, layers_default=False)
+    spec = head_to_head_job(steps, layers_default=False)
     log.info("ours, all layers: %d + %d training steps, then scoring", args.warmup_steps, args.train_steps)
-    ours, data = measure_ours(cfg, args.warmup_steps, args.scoring_queries, out / "ours", unmerged=True)
-    groups = group_texts(data.train_set, steps * cfg.data.queries_per_batch)
+    ours, data = measure_ours(spec, args.warmup_steps, args.scoring_queries, out / "ours", unmerged=True)
+    groups = group_texts(data.train_set, steps * spec.data.queries_per_batch)
+    gguf = spec.model.gguf
     inputs = {
-        "model": gguf_cache(cfg.model.gguf.package, cfg.model.gguf.file, cfg.cache_dir),
+        "model": gguf_cache(gguf["package"], gguf["file"], spec.model.cache_dir),
         "train": write_jsonl(out / "tevatron_train.jsonl", [tevatron_row(g) for g in groups]),
         "pairs": write_jsonl(out / "scoring_pairs.jsonl", scoring_rows(data, SPLIT)),
     }
-    peers = peer_rows(cfg, python, inputs, args, torch.get_num_threads(), out)
+    peers = peer_rows(spec, python, inputs, args, torch.get_num_threads(), out)
     return {
         "training": {OURS_30: ours["training"], **peers["training"]},
         "scoring": {OURS_30: ours["scoring"], OURS_30_UNMERGED: ours["scoring_unmerged"], **peers["scoring"]},
@@ -234,19 +223,19 @@ def head_to_head(args, python: Path, out: Path) -> dict:
 
 def add_compiled(report: dict, args, out: Path) -> None:
     """Ours on all layers trained with trainer.compile=true: the second training ratio's row."""
-    cfg = job_config(args.warmup_steps + args.train_steps, layers_default=False, compile_layers=True)
+    spec = head_to_head_job(args.warmup_steps + args.train_steps, layers_default=False, compile_layers=True)
     log.info("ours, all layers, trainer.compile=true: %d + %d training steps", args.warmup_steps, args.train_steps)
-    compiled, _ = measure_ours(cfg, args.warmup_steps, args.scoring_queries, out / "ours-compiled", False, scoring=False)
+    compiled, _ = measure_ours(spec, args.warmup_steps, args.scoring_queries, out / "ours-compiled", False, scoring=False)
     report["training"][OURS_30_COMPILED] = compiled["training"]
 
 
 def add_default_layers(report: dict, args, out: Path) -> None:
     """Ours with the default job's layers: extra rows, not in the ratios."""
-    cfg = job_config(args.warmup_steps + args.train_steps, layers_default=True)
-    log.info("ours, the default job's %s layers (extra rows, not in the ratios)", cfg.model.num_layers)
-    extra, _ = measure_ours(cfg, args.warmup_steps, args.scoring_queries, out / "ours-default", unmerged=False)
+    spec = head_to_head_job(args.warmup_steps + args.train_steps, layers_default=True)
+    log.info("ours, the default job's %s layers (extra rows, not in the ratios)", spec.model.num_layers)
+    extra, _ = measure_ours(spec, args.warmup_steps, args.scoring_queries, out / "ours-default", unmerged=False)
     for task in ("training", "scoring"):
-        report[task][f"ours (default {cfg.model.num_layers} layers; not in ratios)"] = extra[task]
+        report[task][f"ours (default {spec.model.num_layers} layers; not in ratios)"] = extra[task]
 
 
 def bench_peers(argv: list[str]):

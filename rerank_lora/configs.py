@@ -4,7 +4,6 @@ The configs live at the top of a checkout (`conf/`, `sweeps/`); `pip install .` 
 (`rerank_lora/conf`, `rerank_lora/sweeps`, see pyproject.toml), so both layouts are looked for.
 """
 
-import dataclasses
 import hashlib
 import uuid
 from pathlib import Path
@@ -12,7 +11,7 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
-from rerank_lora.errors import InputError
+from rerank_lora.job.spec import JobSpec, group_spec
 
 PACKAGE = Path(__file__).resolve().parent
 SHIPPED_DATA = PACKAGE / "data"
@@ -59,11 +58,20 @@ def to_spec(cls, node, group: str):
     """The config group `group` (a DictConfig) as the dataclass `cls` whose fields mirror it: where config
     objects stop and library code takes plain arguments. Unknown keys get one error naming the accepted ones."""
     values = OmegaConf.to_container(node, resolve=True, throw_on_missing=True) if node is not None else {}
-    accepted = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(values) - set(accepted))
-    if unknown:
-        raise InputError(f"{group}: unknown key(s) {unknown}; accepted: {', '.join(accepted)}")
-    return cls(**values)
+    return group_spec(cls, values, group)
+
+
+def job_spec(cfg: DictConfig, precision: str | None = None) -> JobSpec:
+    """A job's config as its specs (JobSpec.from_config); `precision`: a checkpoint's own, instead of
+    trainer.precision resolved on this machine."""
+    return JobSpec.from_config(OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True), precision)
+
+
+def schedule_choice(job_dir: Path) -> str:
+    """The schedule config group a finished job was composed with, from its .hydra/hydra.yaml."""
+    path = job_dir / ".hydra" / "hydra.yaml"
+    choices = OmegaConf.select(OmegaConf.load(path), "hydra.runtime.choices") if path.is_file() else None
+    return str((choices or {}).get("schedule", "custom"))
 
 
 def saved_config(path: Path, resolve: bool = True) -> dict | list:

@@ -22,20 +22,18 @@ token (its EOS): with pad == EOS (SmolLM2, Llama 3) set another pad id or score 
 
 import json
 import logging
-import os
-import shutil
 from pathlib import Path
 
 from safetensors.torch import load_file
 
 from rerank_lora import cli
 from rerank_lora.analysis.imported_job import EXPORT_INFO
-from rerank_lora.analysis.trained_job import checkpoint_folders, job_config, step_of
-from rerank_lora.configs import to_spec
-from rerank_lora.data.spec import DataSpec
+from rerank_lora.analysis.trained_job import checkpoint_folders, saved_spec, step_of
+from rerank_lora.disk import write_folder_atomic
 from rerank_lora.errors import InputError
+from rerank_lora.job.builders import load_base
 from rerank_lora.job_folder import HEAD_FILE, INFO_FILE
-from rerank_lora.model.backbone import ModelSpec, gguf_cache, load_backbone
+from rerank_lora.model.backbone import ModelSpec, gguf_cache
 from rerank_lora.model.read_position import ReadPosition
 from rerank_lora.model.seq_cls import (
     read_adapter_config,
@@ -56,31 +54,26 @@ def export(args: list[str]) -> Path:
     if out.exists() and any(out.iterdir()):
         raise InputError(f"out={out}: exists and is not empty; give a new folder")
     (folder,) = checkpoint_folders(cfg.checkpoint, every=False)
-    job_cfg, _ = job_config(folder)
-    model, data = to_spec(ModelSpec, job_cfg.model, "model"), to_spec(DataSpec, job_cfg.data, "data")
+    spec, _ = saved_spec(folder)
+    model, data = spec.model, spec.data
     if model.num_layers is not None:  # a classifier on the base would run every layer and score from the last
         raise InputError(
             f"{folder}: trained with model.num_layers={model.num_layers}; export writes a classifier over the whole "
             "base model; accepted: checkpoints of jobs without model.num_layers (rerank, ablate and probe read this one)"
         )
-    staging = out.with_name(f".{out.name}.partial-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
     read = ReadPosition.from_json(json.loads((folder / INFO_FILE).read_text()))
-    base, tokenizer = _base(model, staging, out, read.pad_id)
-    head = load_file(folder / HEAD_FILE)  # an older checkpoint's head bias is left out, as Reranker.load_head does
-    weights = to_seq_cls(read_weights(folder), head["weight"], transformer_prefix(model.family))
-    write_adapter(staging, seq_cls_config(read_adapter_config(folder), base), weights)
-    if read.pad_id is not None:  # Tevatron's drivers pin the classifier's pad id to the tokenizer's pad token
-        tokenizer.pad_token = tokenizer.convert_ids_to_tokens(read.pad_id)
-    tokenizer.save_pretrained(staging)
-    info = {"template": data.template, "query_prefix": data.query_prefix, "passage_prefix": data.passage_prefix,
-            "append_eos": data.append_eos, "max_length": data.max_length, "step": step_of(folder), **read.to_json()}
-    info["checkpoint"] = str(folder.resolve())
-    (staging / EXPORT_INFO).write_text(json.dumps(info, indent=2), encoding="utf-8")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.exists():
-        out.rmdir()
-    os.replace(staging, out)
+    with write_folder_atomic(out) as staging:
+        base, tokenizer = _base(model, staging, out, read.pad_id)
+        head = load_file(folder / HEAD_FILE)  # an older checkpoint's head bias is left out, as Reranker.load_head does
+        weights = to_seq_cls(read_weights(folder), head["weight"], transformer_prefix(model.family))
+        write_adapter(staging, seq_cls_config(read_adapter_config(folder), base), weights)
+        if read.pad_id is not None:  # Tevatron's drivers pin the classifier's pad id to the tokenizer's pad token
+            tokenizer.pad_token = tokenizer.convert_ids_to_tokens(read.pad_id)
+        tokenizer.save_pretrained(staging)
+        info = {"template": data.template, "query_prefix": data.query_prefix, "passage_prefix": data.passage_prefix,
+                "append_eos": data.append_eos, "max_length": data.max_length, "step": step_of(folder), **read.to_json()}
+        info["checkpoint"] = str(folder.resolve())
+        (staging / EXPORT_INFO).write_text(json.dumps(info, indent=2), encoding="utf-8")
     return out
 
 
@@ -88,7 +81,7 @@ def _base(model: ModelSpec, staging: Path, out: Path, pad_id: int | None) -> tup
     """Where a loader finds the base model (a tiny test model is saved beside the adapter, its config's pad id the
     classifier's), and the tokenizer."""
     if model.source == "tiny":
-        backbone, tokenizer = load_backbone(model)
+        backbone, tokenizer = load_base(model)
         if pad_id is not None:
             backbone.config.pad_token_id = pad_id
         backbone.save_pretrained(staging / "base")

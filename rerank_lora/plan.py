@@ -12,12 +12,16 @@ The plan's own keys are those of DEFAULTS; every other argument is a job overrid
 import json
 from pathlib import Path
 
+from hydra import compose, initialize_config_dir
+from hydra.errors import HydraException
+from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from rerank_lora import cli
+from rerank_lora.configs import CONF_DIR, compose_job
 from rerank_lora.errors import InputError
 from rerank_lora.planning import table
-from rerank_lora.planning.cells import Cell, sweep_cells
+from rerank_lora.planning.cells import PlannedCell, expand, split_flags
 from rerank_lora.planning.cost import gpu, gpu_rate
 from rerank_lora.planning.memory import host_memory_gb
 
@@ -45,13 +49,42 @@ def check(options) -> None:
         raise InputError(f"tokens_per_pair={options.tokens_per_pair!r}; accepted: a number > 0, or null to count them")
 
 
-def device_rate(options, cells: list[Cell]) -> tuple[object, float, dict]:
+def sweep_axes(config_dir: Path, config_name: str) -> list[str]:
+    """The sweep config's hydra.sweeper.params as `key=a,b` overrides (none for a plain job config)."""
+    search = [f"hydra.searchpath=[file://{CONF_DIR}]"] if config_dir != CONF_DIR else []
+    with initialize_config_dir(str(config_dir), version_base=None):
+        cfg = compose(config_name, overrides=search, return_hydra_config=True)
+    params = OmegaConf.select(cfg, "hydra.sweeper.params") or {}
+    return [f"{key}={value}" for key, value in params.items()]
+
+
+def sweep_cells(args: list[str]) -> list[PlannedCell]:
+    """The cells of the sweep that `args` (run's arguments, -m implied) would launch, each composed as `run`
+    composes it: config objects stop here, the planner gets plain values."""
+    config_dir, config_name, overrides = split_flags(args)
+    if not (config_dir / f"{config_name}.yaml").is_file():
+        raise InputError(f"--config-name {config_name}: no {config_name}.yaml in {config_dir}")
+    try:
+        cells = expand(sweep_axes(config_dir, config_name), overrides)
+        composed = [compose_job(cell, config_name, config_dir) for cell in cells]
+        return [
+            PlannedCell(cell, OmegaConf.to_container(c, resolve=True, throw_on_missing=True)) for cell, c in zip(cells, composed)
+        ]
+    except (HydraException, OmegaConfBaseException) as err:
+        raise InputError(str(err).strip().splitlines()[0]) from None
+
+
+def device_rate(options, cells: list[PlannedCell]) -> tuple[object, float, dict]:
     """The rate the time is computed at, the memory capacity, and what was assumed, in words."""
     if options.device == "cpu":
+        from rerank_lora.job.spec import JobSpec
+        from rerank_lora.model import precision
         from rerank_lora.planning import calibrate
 
-        peak = calibrate.matmul_rate()
-        values = calibrate.measure_model(cells[0].cfg, peak) if options.calibrate else dict(calibrate.CPU_CALIBRATION)
+        peak = precision.matmul_rate()
+        values = dict(calibrate.CPU_CALIBRATION)
+        if options.calibrate:  # in float32, as the rate it is a fraction of
+            values = calibrate.measure_model(JobSpec.from_config(cells[0].config, "32-true"), peak)
         if options.utilisation is not None:
             values |= {"train_utilisation": options.utilisation, "scoring_utilisation": options.utilisation}
         if options.cell_overhead_s is not None:
@@ -102,10 +135,7 @@ def plan(args: list[str]):
     from rerank_lora.planning.planner import Planner  # the data side: torch, transformers, Lightning
 
     planner = Planner(options)
-    try:
-        planned = [planner.cell(index, cell, rate, capacity) for index, cell in enumerate(cells)]
-    except OmegaConfBaseException as err:
-        raise InputError(str(err).strip().splitlines()[0]) from None
+    planned = [planner.cell(index, cell, rate, capacity) for index, cell in enumerate(cells)]
     report = {"assumptions": assumptions(planner, device, capacity, planned), "cells": planned, "totals": totals(planned, rate)}
     if options.json:
         return report

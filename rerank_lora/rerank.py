@@ -17,22 +17,17 @@ import logging
 import time
 from pathlib import Path
 
-import torch
-
 from rerank_lora import cli
 from rerank_lora.analysis.imported_job import IMPORT_ARGS, import_options
-from rerank_lora.analysis.trained_job import check_count, checkpoint_folders, job_config, scoring_precision
-from rerank_lora.configs import to_spec
+from rerank_lora.analysis.trained_job import checkpoint_folders, saved_spec
 from rerank_lora.data.collection import load_files
-from rerank_lora.data.datamodule import RerankDataModule
 from rerank_lora.data.pairs import check_template
 from rerank_lora.data.spec import DataSpec
 from rerank_lora.data.trec_files import write_run
-from rerank_lora.errors import InputError
+from rerank_lora.errors import InputError, check_int
 from rerank_lora.evaluation import metrics
 from rerank_lora.evaluation.evaluator import score
-from rerank_lora.model.backbone import ModelSpec, load_backbone
-from rerank_lora.model.reranker import Reranker
+from rerank_lora.job.builders import build_data, load_checkpoint
 
 log = logging.getLogger("rerank_lora.rerank")
 SPLIT = "rerank"  # every query of the run, as one split
@@ -54,8 +49,8 @@ DEFAULTS = {
 
 def rerank(args: list[str]) -> dict:
     cfg = cli.parse_args(args, DEFAULTS, required=("checkpoint", "run", "corpus", "queries"))
-    check_count("depth", cfg.depth)
-    check_count("batch_size", cfg.batch_size)
+    check_int("depth", cfg.depth)
+    check_int("batch_size", cfg.batch_size)
     if cfg.template is not None:
         check_template(cfg.template)
     measures = cli.as_list(cfg.measures)
@@ -64,17 +59,15 @@ def rerank(args: list[str]) -> dict:
         metrics.check_cutoffs(measures, cfg.depth, "depth")
     out = Path(cfg.out) if cfg.out else Path(f"{Path(cfg.run).stem}.reranked.trec")
     (folder,) = checkpoint_folders(cfg.checkpoint, every=False, imports=import_options(cfg))
-    job_cfg, _ = job_config(folder)
-    data = _data_spec(cfg, to_spec(DataSpec, job_cfg.data, "data"))
-    collection = load_files(data)
+    job, _ = saved_spec(folder)
+    job = dataclasses.replace(job, data=_data_spec(cfg, job.data))
+    collection = load_files(job.data)
     labels = sorted({str(label) for label in collection.query_splits.values()})
     collection.query_splits = {q: SPLIT for q, label in collection.query_splits.items() if cfg.label in (None, label)}
     if not any(q in collection.candidates for q in collection.query_splits):
         raise InputError(f"label={cfg.label}: no query of {cfg.queries} with it is in run={cfg.run}; labels there: {labels}")
-    base, tokenizer = load_backbone(to_spec(ModelSpec, job_cfg.model, "model"))
-    reranker = Reranker.load(folder, base).to("cuda" if torch.cuda.is_available() else "cpu")
-    reranker.precision = scoring_precision(folder, job_cfg)  # as the job scored: its metrics are reproduced
-    batches = RerankDataModule(collection, tokenizer, data, int(job_cfg.seed), train=False)
+    reranker, tokenizer = load_checkpoint(folder, job)  # in the job's precision: its metrics are reproduced
+    batches = build_data(job, tokenizer, collection, train=False)
     first_stage = batches.first_stage[SPLIT]
     started = time.perf_counter()
     reranked = score(reranker, batches.eval_batches(SPLIT), desc=f"reranking {len(first_stage)} queries", merge=cfg.merge)

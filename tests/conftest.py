@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from rerank_lora.configs import compose_job, to_spec
+from rerank_lora.configs import compose_job, job_spec, to_spec
 from rerank_lora.data.spec import DataSpec
+from rerank_lora.job.spec import JobSpec
 from rerank_lora.model.backbone import ModelSpec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,6 +67,12 @@ def model_metrics(job_dir: Path) -> dict[tuple, dict]:
 def summary_rows(sweep_dir: Path) -> list[dict]:
     with (sweep_dir / "summary.csv").open() as handle:
         return list(csv.DictReader(handle))
+
+
+def job_of(overrides: list[str]) -> JobSpec:
+    """The JobSpec of a job composed from `overrides`, in float32 unless they name trainer.precision (the suite is
+    the same on every CPU kind)."""
+    return job_spec(compose_job(["trainer.precision=32-true", *overrides]))
 
 
 def specs(overrides: list[str] | None = None, cfg=None) -> tuple[ModelSpec, DataSpec, object]:

@@ -4,8 +4,8 @@ consistent, and bf16 is skipped (with the measured rates as the reason) on a CPU
 import pytest
 
 from rerank_lora import bench_levers
-from rerank_lora.train import precision
-from rerank_lora.train.precision import FEATURE_FLAGS
+from rerank_lora.model import precision
+from rerank_lora.model.precision import FEATURE_FLAGS
 
 
 def test_each_lever_is_measured_alone_and_bf16_is_skipped_without_bf16_instructions(monkeypatch):

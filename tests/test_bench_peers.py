@@ -24,18 +24,18 @@ WARMUP, STEPS, QUERIES = 1, 3, 2
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """The head-to-head job on tiny_llama: ours measured (training and scoring), its config and data module."""
-    cfg = bench_peers.job_config(STEPS, layers_default=False, model="tiny_llama")
-    rows, data = bench_peers.measure_ours(cfg, WARMUP, QUERIES, tmp_path_factory.mktemp("ours"), unmerged=True)
-    return cfg, rows, data
+    spec = bench_peers.head_to_head_job(STEPS, layers_default=False, model="tiny_llama")
+    rows, data = bench_peers.measure_ours(spec, WARMUP, QUERIES, tmp_path_factory.mktemp("ours"), unmerged=True)
+    return spec, rows, data
 
 
 def test_ours_is_timed_over_the_steps_after_the_warm_up_and_scores_every_pair(tiny):
-    cfg, rows, _ = tiny
-    assert cfg.model.num_layers is None and cfg.data.max_length == 160 and cfg.trainer.precision == "32-true"
+    spec, rows, _ = tiny
+    assert spec.model.num_layers is None and spec.data.max_length == 160 and spec.compute.precision == "32-true"
     training = rows["training"]
     assert training["steps"] == STEPS - WARMUP and training["pairs"] == (STEPS - WARMUP) * 2 * 4
     assert training["pairs_per_s"] > 0 and training["seconds"] > 0
-    assert training["settings"]["num_layers"] == cfg.model.config.num_hidden_layers  # all of them
+    assert training["settings"]["num_layers"] == spec.model.config["num_hidden_layers"]  # all of them
     assert 0 < training["tokens_per_pair"] <= training["computed_tokens_per_pair"] <= 160
     for scoring in (rows["scoring"], rows["scoring_unmerged"]):
         assert scoring["pairs"] == QUERIES * 10 and scoring["pairs_per_s"] > 0
@@ -43,15 +43,15 @@ def test_ours_is_timed_over_the_steps_after_the_warm_up_and_scores_every_pair(ti
 
 
 def test_tevatron_jsonl_holds_the_groups_ours_trains_on_in_tevatrons_fields(tiny, tmp_path):
-    cfg, _, data = tiny
-    groups = group_texts(data.train_set, STEPS * cfg.data.queries_per_batch)
+    spec, _, data = tiny
+    groups = group_texts(data.train_set, STEPS * spec.data.queries_per_batch)
     path = write_jsonl(tmp_path / "train.jsonl", [tevatron_row(g) for g in groups])
     # read as Tevatron's RerankerTrainDataset reads it (datasets' json loader), one row per group, in order
     rows = load_dataset("json", data_files=str(path), split="train", cache_dir=str(tmp_path / "cache"))
     assert len(rows) == len(groups) == STEPS * 2
     texts = data.collection
     for k, row in enumerate(rows):
-        assert len(row["positive_passages"]) == 1 and len(row["negative_passages"]) == cfg.data.group_size - 1
+        assert len(row["positive_passages"]) == 1 and len(row["negative_passages"]) == spec.data.group_size - 1
         passages = row["positive_passages"] + row["negative_passages"]
         assert all(set(p) == {"docid", "title", "text"} and p["title"] == "" for p in passages)
         assert row["query"] == texts.queries[row["query_id"]]

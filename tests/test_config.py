@@ -7,7 +7,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from rerank_lora.configs import CONF_DIR, SWEEPS_DIR, compose_job, to_spec
+from rerank_lora.configs import CONF_DIR, SWEEPS_DIR, compose_job, job_spec, to_spec
 from rerank_lora.data.spec import DataSpec
 from rerank_lora.evaluation.metrics import check_split_cutoffs, parse_measures
 from rerank_lora.model.backbone import ModelSpec
@@ -53,7 +53,7 @@ def test_every_model_names_its_family_projections(option):
 def test_every_trainer_instantiates(option, tmp_path):
     """GPU options are checked here on the CPU: the same settings, another accelerator."""
     cfg = composed([f"trainer={option}", "trainer.accelerator=cpu"])
-    trainer = make_trainer(cfg.trainer, False, [], tmp_path)
+    trainer = make_trainer(job_spec(cfg).trainer, False, [], tmp_path)
     assert trainer.max_steps > 0
     if option in ("gpu", "ddp"):
         assert cfg.trainer.precision == "bf16-mixed" and cfg.trainer.gradient_checkpointing

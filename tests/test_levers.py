@@ -6,17 +6,17 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import TINY, compose_job, kill_after_checkpoint, metrics_rows, model_metrics, run_module, specs
+from conftest import TINY, job_of, kill_after_checkpoint, metrics_rows, model_metrics, run_module, specs
 from rerank_lora.analysis.probing import final_norm
 from rerank_lora.data.bm25 import BM25
 from rerank_lora.data.collection import load_collection
 from rerank_lora.data.train_sources import CollectionPairs
 from rerank_lora.errors import InputError
+from rerank_lora.job.builders import build_reranker
 from rerank_lora.job_folder import JobFolder
+from rerank_lora.model import precision
 from rerank_lora.model.backbone import ModelSpec, load_backbone
 from rerank_lora.model.reranker import Reranker
-from rerank_lora.run import build_reranker
-from rerank_lora.train import precision
 
 
 def test_a_backbone_cut_to_k_layers_scores_from_layer_k():
@@ -36,7 +36,7 @@ def test_compiled_layers_score_and_learn_as_the_plain_ones():
     rerankers = []
     for compiled in (False, True):
         torch.manual_seed(0)  # the same LoRA and head initialisation
-        rerankers.append(build_reranker(compose_job([*TINY, f"trainer.compile={compiled}"]))[0].train())
+        rerankers.append(build_reranker(job_of([*TINY, f"trainer.compile={compiled}"]))[0].train())
     plain, compiled = rerankers
     assert compiled.state_dict().keys() == plain.state_dict().keys()  # checkpoints and adapters read the same
     ids, mask = torch.randint(10, 500, (4, 9)), torch.ones(4, 9, dtype=torch.long)

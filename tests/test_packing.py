@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from conftest import TINY, compose_job
+from conftest import TINY, job_of
 from rerank_lora.errors import InputError
+from rerank_lora.job.builders import build_reranker
 from rerank_lora.model.reranker import Reranker
-from rerank_lora.run import build_reranker
 
 
 def lora_gradients(reranker) -> dict[str, torch.Tensor]:
@@ -19,7 +19,7 @@ def lora_gradients(reranker) -> dict[str, torch.Tensor]:
 @pytest.mark.parametrize("chunks", ["null", 2])
 def test_a_packed_batch_scores_and_learns_as_the_padded_one(model, chunks):
     torch.manual_seed(0)
-    reranker, _ = build_reranker(compose_job([*TINY, f"model={model}", "trainer.packed=true", f"trainer.length_chunks={chunks}"]))
+    reranker, _ = build_reranker(job_of([*TINY, f"model={model}", "trainer.packed=true", f"trainer.length_chunks={chunks}"]))
     reranker.train()
     with torch.no_grad():  # LoRA's B starts at zero: give the adapter a say in the scores
         for name, p in reranker.named_parameters():
@@ -42,10 +42,10 @@ def test_a_packed_batch_scores_and_learns_as_the_padded_one(model, chunks):
 
 def test_packing_on_another_attention_is_one_error():
     with pytest.raises(InputError, match="accepted: sdpa"):
-        build_reranker(compose_job([*TINY, "trainer.packed=true", "model.attn_implementation=eager"]))
+        build_reranker(job_of([*TINY, "trainer.packed=true", "model.attn_implementation=eager"]))
 
 
 def test_a_packed_reranker_refuses_a_backbone_without_packed_attention():
-    reranker, _ = build_reranker(compose_job([*TINY, "trainer.packed=false"]))
+    reranker, _ = build_reranker(job_of([*TINY, "trainer.packed=false"]))
     with pytest.raises(ValueError, match="packing.PACKED"):
         Reranker(reranker.backbone, 4, packed=True)

@@ -16,6 +16,7 @@ from rerank_lora.data.pairs import pad
 from rerank_lora.data.spec import DataSpec
 from rerank_lora.data.trec_files import read_queries, read_run, top_k
 from rerank_lora.errors import InputError
+from rerank_lora.model import precision
 from rerank_lora.model.lora import LoraSpec, add_lora, target_modules
 from rerank_lora.planning import calibrate
 from rerank_lora.planning.architecture import architecture, embedding_parameters, non_embedding_parameters
@@ -121,7 +122,7 @@ def test_a_cell_too_large_for_the_gpu_is_flagged(capsys, tmp_path):
 
 
 def test_on_the_cpu_time_is_flops_at_the_calibrated_fractions_of_the_measured_rate(monkeypatch):
-    monkeypatch.setattr(calibrate, "matmul_rate", lambda: 1e11)
+    monkeypatch.setattr(precision, "matmul_rate", lambda: 1e11)
     report = plan.plan([*MINI_GRID, "lora.rank=2", "targets=attn", "device=cpu", "json=true"])
     (cell,) = report["cells"]
     values = calibrate.CPU_CALIBRATION

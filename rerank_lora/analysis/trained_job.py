@@ -6,28 +6,17 @@ import dataclasses
 import json
 from pathlib import Path
 
-import torch
-from omegaconf import DictConfig, OmegaConf
 from peft import set_peft_model_state_dict
 from safetensors.torch import load_file
 
 from rerank_lora.analysis.imported_job import ImportOptions, import_adapter, is_foreign
-from rerank_lora.configs import to_spec
+from rerank_lora.configs import saved_config
 from rerank_lora.data.collection import load_collection
-from rerank_lora.data.datamodule import RerankDataModule
-from rerank_lora.data.spec import DataSpec
-from rerank_lora.errors import InputError
+from rerank_lora.errors import InputError, check_int
 from rerank_lora.evaluation.metrics import check_split_cutoffs
+from rerank_lora.job.builders import build_data, load_checkpoint
+from rerank_lora.job.spec import JobSpec
 from rerank_lora.job_folder import ADAPTER_CONFIG, ADAPTER_FILE, INFO_FILE, JobFolder, step_of_name
-from rerank_lora.model.backbone import ModelSpec, load_backbone
-from rerank_lora.model.reranker import Reranker
-from rerank_lora.train.precision import resolve_precision
-
-
-def check_count(key: str, value, null: str | None = None) -> None:
-    """An analysis command's count argument: an integer >= 1, or null where `null` says what null means."""
-    if (value is None and null is None) or (value is not None and (not isinstance(value, int) or value < 1)):
-        raise InputError(f"{key}={value!r}; accepted: an integer >= 1" + (f" (null: {null})" if null else ""))
 
 
 def step_of(folder: Path) -> int:
@@ -60,20 +49,23 @@ def checkpoint_folders(path, every: bool, imports: ImportOptions | None = None) 
     return found if every else found[-1:]
 
 
-def job_config(folder: Path) -> tuple[DictConfig, Path]:
-    """The job's config (reranker.json points to it, `../../.hydra/config.yaml`) and the job folder."""
+def job_config(folder: Path) -> tuple[dict, Path]:
+    """The job's saved config as plain values (reranker.json points to it, `../../.hydra/config.yaml`) and the
+    job folder."""
     info = json.loads((folder / INFO_FILE).read_text())
     path = (folder / info.get("config", "../../.hydra/config.yaml")).resolve()
     if not path.is_file():
         raise InputError(f"{folder}: the job's config {path} is missing")
-    return OmegaConf.load(path), path.parent.parent
+    return saved_config(path), path.parent.parent
 
 
-def scoring_precision(folder: Path, cfg: DictConfig) -> str:
-    """The precision the checkpoint's job scored in (its reranker.json), so a re-scoring tool reproduces the job's
-    scores; a checkpoint written before it was recorded: the job's trainer.precision resolved on this machine."""
-    info = json.loads((folder / INFO_FILE).read_text())
-    return info.get("precision") or resolve_precision(cfg.trainer.precision, cfg.trainer.get("accelerator", "cpu"))
+def saved_spec(folder: Path) -> tuple[JobSpec, Path]:
+    """The checkpoint's job as specs, computing in the precision the job scored in (its reranker.json), so a
+    re-scoring tool reproduces the job's scores (a checkpoint written before that was recorded: the job's
+    trainer.precision resolved on this machine); and the job folder."""
+    values, job_dir = job_config(folder)
+    precision = json.loads((folder / INFO_FILE).read_text()).get("precision")
+    return JobSpec.from_config(values, precision), job_dir
 
 
 def merges(merge: bool | None, precision: str) -> bool:
@@ -88,22 +80,17 @@ class TrainedJob:
     values: `model` (its ModelSpec), `measures`, `seed`, `depth`."""
 
     def __init__(self, folder: Path, splits: list[str], depth: int | None = None):
-        self.cfg, self.job_dir = job_config(folder)
-        check_count("depth", depth, null="the job's data.eval_depth")
-        data = to_spec(DataSpec, self.cfg.data, "data")
-        data = dataclasses.replace(data, eval_splits=list(dict.fromkeys(splits)), eval_depth=depth or data.eval_depth)
+        spec, self.job_dir = saved_spec(folder)
+        check_int("depth", depth, null="the job's data.eval_depth")
+        data = dataclasses.replace(spec.data, eval_splits=list(dict.fromkeys(splits)), eval_depth=depth or spec.data.eval_depth)
+        self.spec = dataclasses.replace(spec, data=data)
         self.depth = data.eval_depth
-        check_split_cutoffs(self.cfg.measures, data, data.eval_splits, "depth")  # before any model loads
-        self.model = to_spec(ModelSpec, self.cfg.model, "model")
-        self.measures: list[str] = list(self.cfg.measures)
-        self.seed = int(self.cfg.seed)
+        check_split_cutoffs(spec.measures, data, data.eval_splits, "depth")  # before any model loads
+        self.model, self.measures, self.seed = spec.model, list(spec.measures), spec.seed
         collection = load_collection(data)
-        base, tokenizer = load_backbone(self.model)
-        self.reranker = Reranker.load(folder, base).eval()
-        self.reranker.precision = scoring_precision(folder, self.cfg)
-        self.data = RerankDataModule(collection, tokenizer, data, self.cfg.seed)
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        self.reranker.to(self.device)
+        self.reranker, tokenizer = load_checkpoint(folder, self.spec)
+        self.data = build_data(self.spec, tokenizer, collection)
+        self.device = next(self.reranker.parameters()).device
         self.folder, self.step = folder, step_of(folder)
         self._adapter_config = (folder / ADAPTER_CONFIG).read_text()
 

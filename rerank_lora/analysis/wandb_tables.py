@@ -9,11 +9,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
-
+from rerank_lora.configs import schedule_choice
 from rerank_lora.errors import InputError
 from rerank_lora.job_folder import checkpoint_name
-from rerank_lora.train.loggers import schedule_choice, tags
+from rerank_lora.train.loggers import tags
 
 STEP_AXIS = "trainer/global_step"  # Lightning's WandbLogger logs the job's metrics against it
 
@@ -30,12 +29,12 @@ class Chart:
     rows_with: str | None = None  # only the rows with a value in this column (None: all)
 
 
-def wanted(choice: str, job_cfg: DictConfig) -> bool:
+def wanted(choice: str, job_cfg: dict) -> bool:
     """Whether to log to W&B: `job` follows the job's own logger, `wandb` always, `none` never."""
     if choice not in LOGGER_CHOICES:
         raise InputError(f"logger={choice!r}; accepted: {', '.join(LOGGER_CHOICES)}")
     if choice == "job":
-        target = OmegaConf.select(job_cfg, "logger._target_") or ""
+        target = (job_cfg.get("logger") or {}).get("_target_") or ""
         return target.endswith("WandbLogger")
     return choice == "wandb"
 
@@ -45,14 +44,14 @@ def job_group(job_dir: Path) -> str:
     return job_dir.parent.name if (job_dir.parent / "multirun.yaml").is_file() else job_dir.name
 
 
-def log_table(job_cfg: DictConfig, job_dir: Path, table: str, step: int, rows: list[dict], chart: Chart, settings: dict) -> None:
+def log_table(job_cfg: dict, job_dir: Path, table: str, step: int, rows: list[dict], chart: Chart, settings: dict) -> None:
     """One W&B run `<job>/<table>/step-N` holding `rows` as the W&B Table `table` and `chart` of them as
     `<table>-chart`; `settings`: the command's own, recorded in the run's config with the step."""
     import wandb
 
     name = f"{table}/{checkpoint_name(step)}"
-    project = OmegaConf.select(job_cfg, "logger.project") or "rerank-lora"
-    mode = os.environ.get("WANDB_MODE") or OmegaConf.select(job_cfg, "logger.mode") or "offline"
+    project = (job_cfg.get("logger") or {}).get("project") or "rerank-lora"
+    mode = os.environ.get("WANDB_MODE") or (job_cfg.get("logger") or {}).get("mode") or "offline"
     run = wandb.init(
         project=project,
         mode=mode,
@@ -61,7 +60,7 @@ def log_table(job_cfg: DictConfig, job_dir: Path, table: str, step: int, rows: l
         job_type=table,
         name=f"{job_dir.name}/{name}",
         tags=tags(job_cfg, schedule_choice(job_dir)),
-        config={**OmegaConf.to_container(job_cfg, resolve=True), "analysis": {"table": table, "step": step, **settings}},
+        config={**job_cfg, "analysis": {"table": table, "step": step, **settings}},
         reinit="create_new",
     )
     run.define_metric("*", step_metric=STEP_AXIS)

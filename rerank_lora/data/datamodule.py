@@ -11,7 +11,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from rerank_lora.data.collection_type import Collection
+from rerank_lora.data.in_memory import Collection
 from rerank_lora.data.pairs import TemplateOptions, pad, pair_encoder
 from rerank_lora.data.spec import DataSpec, split_depth
 from rerank_lora.data.train_sources import NEGATIVE_SOURCES, CollectionPairs, Example, check_sources
@@ -123,20 +123,30 @@ def check_titles_on_both_sides(collection: Collection, spec: DataSpec) -> None:
         )
 
 
+def first_queries(run: dict, queries: int | None) -> dict:
+    """The run's first `queries` queries (None: all of them)."""
+    if queries is None:
+        return run
+    if queries > len(run):
+        raise InputError(f"queries={queries}; accepted: 1 to {len(run)} (the split's queries with candidates)")
+    return dict(list(run.items())[:queries])
+
+
 class RerankDataModule(L.LightningDataModule):
     """Training groups for Lightning's fit loop (unless train=False); eval batches for each eval split,
-    reranking the first-stage candidates to data.eval_depth."""
+    reranking the first-stage candidates to data.eval_depth (each split's first `queries` queries, if given)."""
 
-    def __init__(self, collection: Collection, tokenizer, spec: DataSpec, seed: int, train: bool = True):
+    def __init__(self, collection: Collection, tokenizer, spec: DataSpec, seed: int, train: bool = True,
+                 queries: int | None = None):
         super().__init__()
-        self.collection, self.cfg, self.seed = collection, spec, seed
+        self.collection, self.spec, self.seed = collection, spec, seed
         self.encoder = pair_encoder(tokenizer, spec.max_length, spec.template, (CACHED_QUERIES, CACHED_PASSAGES),
                                     template_options(spec))
         self.pad_id = tokenizer.pad_token_id
         if train:
             check_titles_on_both_sides(collection, spec)
         self.train_set = TrainGroups(collection, spec, self.encoder, seed) if train else None
-        self.first_stage = {split: self._first_stage(split) for split in spec.scored_splits}
+        self.first_stage = {split: first_queries(self._first_stage(split), queries) for split in spec.scored_splits}
 
     def _first_stage(self, split: str) -> dict[str, dict[str, float]]:
         queries = set(self.collection.split_queries(split))
@@ -144,7 +154,7 @@ class RerankDataModule(L.LightningDataModule):
         if not run:
             labels = sorted({str(s) for s in self.collection.query_splits.values()})
             raise InputError(f"data.eval_splits: split {split!r} has no queries with candidates; labels present: {labels}")
-        return top_k(run, split_depth(self.cfg, split))
+        return top_k(run, split_depth(self.spec, split))
 
     def qrels(self, split: str) -> dict[str, dict[str, int]]:
         return {q: self.collection.qrels[q] for q in self.first_stage[split] if q in self.collection.qrels}
@@ -155,7 +165,7 @@ class RerankDataModule(L.LightningDataModule):
         consecutive groups of the stream, dealt out in order (rank r takes groups r, r + world_size, ...), so a
         step covers the same groups as one process with world_size x the batch. The sampler is our own:
         Lightning would give a training loader a shuffling DistributedSampler."""
-        per_batch, ranks = self.cfg.queries_per_batch, self.trainer.world_size
+        per_batch, ranks = self.spec.queries_per_batch, self.trainer.world_size
         groups_per_step = per_batch * ranks * self.trainer.accumulate_grad_batches
         start, stop = self.trainer.global_step * groups_per_step, self.trainer.max_steps * groups_per_step
         self._log_epoch(groups_per_step)
@@ -180,17 +190,19 @@ class RerankDataModule(L.LightningDataModule):
         log.info("training: %d queries, %d a step: one pass is %d optimizer steps; trainer.max_steps=%d is %.2f passes",
                  queries, groups_per_step, epoch, steps, steps * groups_per_step / queries)
 
-    def eval_batches(self, split: str) -> list[EvalBatch]:
+    def eval_batches(self, split: str, sort_by_length: bool | None = None) -> list[EvalBatch]:
         """Pairs of the split's reranking depth, sorted by length and padded to each batch's longest
-        (or, with data.sort_by_length=false, in candidate order padded to data.max_length)."""
+        (or, with data.sort_by_length=false, in candidate order padded to data.max_length). `sort_by_length`:
+        instead of data.sort_by_length (the benches compare both)."""
+        sort = self.spec.sort_by_length if sort_by_length is None else sort_by_length
         pairs = [(q, p) for q, scores in self.first_stage[split].items() for p in scores]
         texts = self.collection
         encoded = self.encoder.encode([(q, texts.queries[q]) for q, _ in pairs], [(p, texts.corpus[p]) for _, p in pairs])
         order = range(len(pairs))
-        if self.cfg.sort_by_length:
+        if sort:
             order = sorted(order, key=lambda i: len(encoded[i]))
-        order, size = list(order), self.cfg.eval_batch_size
-        length = None if self.cfg.sort_by_length else self.cfg.max_length
+        order, size = list(order), self.spec.eval_batch_size
+        length = None if sort else self.spec.max_length
         return [
             EvalBatch(
                 [pairs[i][0] for i in chunk], [pairs[i][1] for i in chunk], pad([encoded[i] for i in chunk], self.pad_id, length)

@@ -108,13 +108,18 @@ class Reranker(L.LightningModule):
             return score(input_ids, attention_mask)
         return self.by_length(input_ids, attention_mask, self.length_chunks, score)
 
-    def training_step(self, batch, batch_idx):
+    def group_loss(self, batch) -> torch.Tensor:
+        """Softmax cross-entropy over each group of group_size pairs, its positive first."""
         scores = self.training_scores(batch["input_ids"], batch["attention_mask"]).view(-1, self.group_size)
         target = torch.zeros(scores.size(0), dtype=torch.long, device=scores.device)
-        loss = nn.functional.cross_entropy(scores, target)
+        return nn.functional.cross_entropy(scores, target)
+
+    def training_step(self, batch, batch_idx):
+        loss = self.group_loss(batch)
         if not torch.isfinite(loss):
             raise TrainingDiverged(f"the training loss is {loss.item()} at step {self.global_step}")
-        self.log("train/loss", loss, prog_bar=True, batch_size=scores.size(0), sync_dist=True)  # DDP: the mean over ranks
+        groups = batch["input_ids"].size(0) // self.group_size
+        self.log("train/loss", loss, prog_bar=True, batch_size=groups, sync_dist=True)  # DDP: the mean over ranks
         return loss
 
     def configure_optimizers(self):

@@ -4,15 +4,16 @@ without them (e.g. AVX2-only AMD EPYC) bf16 is emulated and 5-8x slower. So `aut
 bf16 instructions exist, times one second of fp32 and bf16 matmuls and picks bf16-mixed if it is clearly faster."""
 
 import logging
+import statistics
+import time
 
 import torch
-
-from rerank_lora.planning.calibrate import matmul_rate
 
 log = logging.getLogger(__name__)
 BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 FEATURE_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16")
 CLEARLY_FASTER = 1.5
+MATMUL_SIZE = 1024
 
 
 def cpu_features() -> dict:
@@ -50,3 +51,18 @@ def resolve_precision(precision: str, accelerator: str) -> str:
     chosen = "bf16-mixed" if bf16 >= CLEARLY_FASTER * fp32 else "32-true"
     log.info("precision auto: %s (matmul fp32 %.0f, bf16 %.0f GFLOP/s)", chosen, fp32 / 1e9, bf16 / 1e9)
     return chosen
+
+
+def matmul_rate(seconds: float = 4.0, bursts: int = 16, dtype: torch.dtype = torch.float32) -> float:
+    """FLOP/s of `dtype` matmuls of MATMUL_SIZE-square matrices on this CPU with torch's current threads: the
+    median of short bursts (a quiet machine's bursts still vary by +-10%, with the host's clock)."""
+    a, b = (torch.randn(MATMUL_SIZE, MATMUL_SIZE, dtype=dtype) for _ in range(2))
+    torch.matmul(a, b)
+    rates = []
+    for _ in range(bursts):
+        count, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds / bursts:
+            torch.matmul(a, b)
+            count += 1
+        rates.append(2 * MATMUL_SIZE**3 * count / (time.perf_counter() - start))
+    return statistics.median(rates)
