@@ -75,7 +75,18 @@ def schedule_choice(job_dir: Path) -> str:
 
 
 def saved_config(path: Path, resolve: bool = True) -> dict | list:
-    """A config file a job saved (its .hydra/config.yaml, or overrides.yaml) as plain values, its interpolations
-    (${shipped:...}, ${cache_dir}, ...) resolved with this project's resolvers unless `resolve` is false: how code
-    below the commands reads a finished job's config."""
+    """A config file a job saved (its .hydra/config.yaml, or overrides.yaml; or a config group's file in conf/) as
+    plain values, its interpolations (${shipped:...}, ${cache_dir}, ...) resolved with this project's resolvers
+    unless `resolve` is false: how code below the commands reads a finished job's config."""
     return OmegaConf.to_container(OmegaConf.load(path), resolve=resolve)
+
+
+def default_job_yaml(values: dict) -> str:
+    """The default job's config (composed as `run` composes it without overrides) with `values` set (a dotted key,
+    `lora.rank`, or a whole group, `model`, whose strings may interpolate: `${cache_dir}`), as the resolved YAML a
+    job saves in .hydra/config.yaml: for a job folder made without running a job (an imported adapter's)."""
+    cfg = compose_job([])
+    OmegaConf.set_struct(cfg, False)
+    for key, value in values.items():
+        OmegaConf.update(cfg, key, value, merge=False)
+    return OmegaConf.to_yaml(cfg, resolve=True)

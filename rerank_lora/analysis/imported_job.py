@@ -15,10 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
 from transformers import AutoConfig, AutoModel
 
-from rerank_lora.configs import CONF_DIR, compose_job
+from rerank_lora.configs import CONF_DIR, default_job_yaml, saved_config
 from rerank_lora.data.offline import why_no_download
 from rerank_lora.data.pairs import check_template
 from rerank_lora.errors import InputError
@@ -187,10 +186,8 @@ def _check_sites(adapter: dict, base_config, base: str, where: Path) -> None:
 def _model_node(family: str, base: str, name: str) -> dict:
     """The `model` config of the base: loaded from the hub or its folder, projections named as the family's
     configs in conf/model name them."""
-    modules = next(
-        (node.modules for node in map(OmegaConf.load, sorted((CONF_DIR / "model").glob("*.yaml"))) if node.family == family),
-        None,
-    )
+    configs = (saved_config(path, resolve=False) for path in sorted((CONF_DIR / "model").glob("*.yaml")))
+    modules = next((node["modules"] for node in configs if node.get("family") == family), None)
     if modules is None:
         raise InputError(f"base family {family!r}: no model config in {CONF_DIR / 'model'} names its projections")
     local = Path(base).expanduser().is_dir()
@@ -201,23 +198,23 @@ def _model_node(family: str, base: str, name: str) -> dict:
         "hub_id": None if local else base,
         "path": str(Path(base).expanduser().resolve()) if local else None,
         "dtype": "bfloat16" if torch.cuda.is_available() else "float32",
-        "modules": OmegaConf.to_container(modules),
+        "modules": modules,
     }
 
 
 def _write_job_config(job: JobFolder, model: dict, adapter_config: dict, inputs: dict) -> None:
     """The default job's config with the adapter's model, LoRA shape and input template (`inputs`: data keys)."""
-    cfg = compose_job([])
-    OmegaConf.set_struct(cfg, False)
-    for key, value in inputs.items():
-        cfg.data[key] = value
-    cfg.model = OmegaConf.create(model | {"cache_dir": cfg.model.cache_dir})
     layers = adapter_config.get("layers_to_transform")
-    cfg.lora.rank, cfg.lora.alpha = adapter_config["r"], adapter_config["lora_alpha"]
-    cfg.lora.dropout, cfg.lora.layers = adapter_config.get("lora_dropout", 0.0), [layers] if isinstance(layers, int) else layers
-    cfg.targets.modules = list(adapter_config["target_modules"])
+    values = {f"data.{key}": value for key, value in inputs.items()} | {
+        "model": model | {"cache_dir": "${cache_dir}"},  # as every model config has it: the job's cache_dir
+        "lora.rank": adapter_config["r"],
+        "lora.alpha": adapter_config["lora_alpha"],
+        "lora.dropout": adapter_config.get("lora_dropout", 0.0),
+        "lora.layers": [layers] if isinstance(layers, int) else layers,
+        "targets.modules": list(adapter_config["target_modules"]),
+    }
     job.config_file.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(job.config_file, OmegaConf.to_yaml(cfg, resolve=True))
+    write_atomic(job.config_file, default_job_yaml(values))
 
 
 def _name(ref: str, folder: Path) -> str:

@@ -1,18 +1,15 @@
 """The cells of a sweep, as `python -m rerank_lora.run -m` would launch them: the axes of the sweep config's
 `hydra.sweeper.params` plus the command line's overrides, expanded by Hydra's BasicSweeper (a `key=a,b` on the
-command line replaces that axis; `key=v` fixes it in every cell), each cell composed as `run` composes it."""
+command line replaces that axis; `key=v` fixes it in every cell). The command (rerank_lora.plan) composes each
+cell as `run` composes it and hands it here as plain values."""
 
 import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.errors import HydraException
-from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
-from rerank_lora.configs import CONF_DIR, compose_job
+from rerank_lora.configs import CONF_DIR
 from rerank_lora.errors import InputError
 
 FLAGS = ("--config-dir", "--config-name")
@@ -20,12 +17,9 @@ IGNORED = ("-m", "--multirun")
 
 
 @dataclass(frozen=True)
-class Cell:
+class PlannedCell:
     overrides: list[str]  # the cell's own overrides, as its job folder name lists them
-    cfg: DictConfig  # its composed job config
-
-    def value(self, key: str, default=None):
-        return OmegaConf.select(self.cfg, key, default=default)
+    config: dict  # its composed job config as plain values, resolved
 
 
 def split_flags(args: list[str]) -> tuple[Path, str, list[str]]:
@@ -41,15 +35,6 @@ def split_flags(args: list[str]) -> tuple[Path, str, list[str]]:
     return Path(options["--config-dir"]).expanduser().resolve(), options["--config-name"], overrides
 
 
-def sweep_axes(config_dir: Path, config_name: str) -> list[str]:
-    """The sweep config's hydra.sweeper.params as `key=a,b` overrides (none for a plain job config)."""
-    search = [f"hydra.searchpath=[file://{CONF_DIR}]"] if config_dir != CONF_DIR else []
-    with initialize_config_dir(str(config_dir), version_base=None):
-        cfg = compose(config_name, overrides=search, return_hydra_config=True)
-    params = OmegaConf.select(cfg, "hydra.sweeper.params") or {}
-    return [f"{key}={value}" for key, value in params.items()]
-
-
 def expand(axes: list[str], overrides: list[str]) -> list[list[str]]:
     """Every cell's overrides, as BasicSweeper.split_arguments makes them: one list of choices per key (a later
     one, the command line's, replacing an earlier one, the sweep's), crossed in the order the keys first came."""
@@ -63,15 +48,3 @@ def expand(axes: list[str], overrides: list[str]) -> list[list[str]]:
         else:
             raise InputError(f"{key}: Hydra's basic sweeper takes lists of values (a,b,c), not {override.value_type.name}")
     return [list(cell) for cell in itertools.product(*choices.values())]
-
-
-def sweep_cells(args: list[str]) -> list[Cell]:
-    """The composed cells of the sweep that `args` (run's arguments, -m implied) would launch."""
-    config_dir, config_name, overrides = split_flags(args)
-    if not (config_dir / f"{config_name}.yaml").is_file():
-        raise InputError(f"--config-name {config_name}: no {config_name}.yaml in {config_dir}")
-    try:
-        cells = expand(sweep_axes(config_dir, config_name), overrides)
-        return [Cell(cell, compose_job(cell, config_name, config_dir)) for cell in cells]
-    except (HydraException, OmegaConfBaseException) as err:
-        raise InputError(str(err).strip().splitlines()[0]) from None

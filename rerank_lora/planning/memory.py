@@ -54,17 +54,18 @@ def lora_dropout_activations(arch: Architecture, targets: list[str], s: int, b: 
     return sum((width + 1) * s * b * shapes[name][0] for name in targets)
 
 
-def cell_memory(arch: Architecture, cfg, targets: list[str], trainable: int) -> Memory:
-    """The memory of one cell's training from its composed config `cfg`."""
-    width = activation_bytes(cfg.trainer.precision)
-    s, b = cfg.data.max_length, cfg.data.queries_per_batch * cfg.data.group_size
-    eager = cfg.model.get("attn_implementation") == "eager"
-    layers = arch.layers if cfg.lora.layers is None else len(set(cfg.lora.layers))
+def cell_memory(arch: Architecture, cfg: dict, targets: list[str], trainable: int) -> Memory:
+    """The memory of one cell's training from its composed config `cfg` (plain values)."""
+    data, model, lora_cfg = cfg["data"], cfg["model"], cfg["lora"]
+    width = activation_bytes(cfg["trainer"]["precision"])
+    s, b = data["max_length"], data["queries_per_batch"] * data["group_size"]
+    eager = model.get("attn_implementation") == "eager"
+    layers = arch.layers if lora_cfg["layers"] is None else len(set(lora_cfg["layers"]))
     one_layer = layer_activations(arch, s, b, eager) * width / 2
-    lora = lora_dropout_activations(arch, targets, s, b, width, cfg.lora.dropout)
+    lora = lora_dropout_activations(arch, targets, s, b, width, lora_cfg["dropout"])
     full = arch.layers * one_layer + layers * lora
     checkpointed = arch.layers * s * b * arch.hidden * width + one_layer + lora
-    weights = (non_embedding_parameters(arch) + embedding_parameters(arch)) * DTYPE_BYTES.get(str(cfg.model.dtype), 4)
+    weights = (non_embedding_parameters(arch) + embedding_parameters(arch)) * DTYPE_BYTES.get(str(model["dtype"]), 4)
     return Memory(weights, trainable * OPTIMIZER_BYTES, full, checkpointed)
 
 

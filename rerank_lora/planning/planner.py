@@ -1,13 +1,11 @@
 """One cell's plan: its workload (tokens counted on its data), FLOPs, time at the device's rate, and memory,
 as one JSON-ready dict. Tokenizers and token samples are shared by the cells with the same model and data."""
 
-from omegaconf import OmegaConf
-
-from rerank_lora.configs import to_spec
 from rerank_lora.data.spec import DataSpec
+from rerank_lora.job.spec import group_spec
 from rerank_lora.model.lora import check_layers, target_modules
 from rerank_lora.planning.architecture import architecture, lora_parameters, non_embedding_parameters
-from rerank_lora.planning.cells import Cell
+from rerank_lora.planning.cells import PlannedCell
 from rerank_lora.planning.cost import cell_flops, step_passes
 from rerank_lora.planning.memory import GB, cell_memory
 from rerank_lora.planning.tokens import TokenSample, assumed, find_tokenizer, proxy_spec
@@ -25,18 +23,18 @@ class Planner:
             self.tokenizers[model["name"]] = find_tokenizer(model, cache_dir)
         return self.tokenizers[model["name"]]
 
-    def sample(self, cell: Cell, spec: DataSpec) -> TokenSample | None:
+    def sample(self, cell: PlannedCell, spec: DataSpec) -> TokenSample | None:
         """The job's own data where it is local; else the shipped mini set standing in (None: tokens stated)."""
         local = spec.loader == "files"
         if not local and self.options.tokens_per_pair:
             return None
-        model = _model(cell)
-        tokenizer, where, own = self.tokenizer(model, cell.cfg.cache_dir)
+        model, seed = cell.config["model"], cell.config["seed"]
+        tokenizer, where, own = self.tokenizer(model, cell.config["cache_dir"])
         spec = spec if local else proxy_spec(spec)
-        key = (where, repr(spec), cell.cfg.seed)
+        key = (where, repr(spec), seed)
         if key not in self.samples:
-            self.samples[key] = TokenSample(spec, tokenizer, cell.cfg.seed)
-        name = f"data={cell.cfg.data.name}"
+            self.samples[key] = TokenSample(spec, tokenizer, seed)
+        name = f"data={cell.config['data']['name']}"
         data = name if local else f"the shipped msmarco-mini set standing in for {name}"
         words = "its own tokenizer" if own else "SmolLM2's tokenizer (its own is not on this machine)"
         self.sources.setdefault(f"{words} on {data}", {})[model["name"]] = None
@@ -49,22 +47,23 @@ class Planner:
         return (f"counted ({counted}), batched as the job batches them: each batch padded to its longest pair, a "
                 "packed training batch (trainer.packed) computing only its real tokens outside attention")
 
-    def cell(self, index: int, cell: Cell, rate, capacity_gb: float) -> dict:
-        cfg, model = cell.cfg, _model(cell)
-        spec = to_spec(DataSpec, cfg.data, "data")
+    def cell(self, index: int, cell: PlannedCell, rate, capacity_gb: float) -> dict:
+        cfg = cell.config
+        model, modules, rank = cfg["model"], cfg["targets"]["modules"], cfg["lora"]["rank"]
+        spec = group_spec(DataSpec, cfg["data"], "data")
         sample = self.sample(cell, spec)
-        vocab = len(self.tokenizer(model, cfg.cache_dir)[0]) if sample and model.get("source") == "tiny" else None
+        vocab = len(self.tokenizer(model, cfg["cache_dir"])[0]) if sample and model.get("source") == "tiny" else None
         arch = architecture(model, vocab)
         per_pair = assumed(self.options.tokens_per_pair) if self.options.tokens_per_pair else None
-        work = workload(_plain(cfg.trainer), _plain(cfg.schedule), spec, sample, per_pair)
-        checkpointing = bool(cfg.trainer.get("gradient_checkpointing", False))
+        work = workload(cfg["trainer"], cfg["schedule"], spec, sample, per_pair)
+        checkpointing = bool(cfg["trainer"].get("gradient_checkpointing", False))
         flops = cell_flops(arch, work, checkpointing)
-        targets = _targets(cfg, model)
-        lora = lora_parameters(arch, cfg.lora.rank, targets, _layers(cfg, arch.layers))
+        targets = target_modules(modules, model["modules"])
+        lora = lora_parameters(arch, rank, targets, check_layers(cfg["lora"]["layers"], arch.layers))
         memory = cell_memory(arch, cfg, targets, lora + arch.hidden + 1)
         return {
-            "cell": index, "overrides": list(cell.overrides), "model": model["name"], "rank": cfg.lora.rank,
-            "targets": "+".join(targets) if not isinstance(cfg.targets.modules, str) else cfg.targets.modules,
+            "cell": index, "overrides": list(cell.overrides), "model": model["name"], "rank": rank,
+            "targets": "+".join(targets) if not isinstance(modules, str) else modules,
             "steps": work.steps, "accumulate_grad_batches": work.accumulate, "world_size": work.world_size,
             "training_groups": work.groups, "training_pairs": work.pairs, "training_tokens": work.train.real,
             "training_tokens_padded": work.train.padded, "checkpoints": work.checkpoints, "eval_splits": work.splits,
@@ -76,22 +75,6 @@ class Planner:
             "seconds": rate.seconds(flops, work.world_size),
             "memory_gb": _memory(memory, checkpointing, capacity_gb),
         }
-
-
-def _model(cell: Cell) -> dict:
-    return OmegaConf.to_container(cell.cfg.model, resolve=True)
-
-
-def _plain(node) -> dict:
-    return OmegaConf.to_container(node, resolve=True)
-
-
-def _targets(cfg, model: dict) -> list[str]:
-    return target_modules(cfg.targets.modules, model["modules"])
-
-
-def _layers(cfg, num_layers: int):
-    return check_layers(cfg.lora.layers, num_layers)
 
 
 def _memory(memory, checkpointing: bool, capacity_gb: float) -> dict:
