@@ -36,17 +36,18 @@ test-gpu: setup  ## run the tests marked gpu (trainer=gpu for real; they skip wi
 test-slow:  setup  ## run only the tests marked slow (the real SmolLM2 for a few steps)
 	$(BIN)/python -m pytest -m slow $(ARGS)
 
-lint: setup  ## ruff
+lint: setup  ## ruff, and import-linter's layer contracts (pyproject.toml: commands on top, nothing imports a command)
 	$(BIN)/ruff check rerank_lora tests hydra_plugins
+	$(BIN)/lint-imports
 
 fault-soak: setup  ## kill tiny jobs at random moments and dangerous points until INJECTIONS (100) faults; compare with an uninterrupted job
 	$(BIN)/python scripts/fault_soak.py --injections $(or $(INJECTIONS),100)
 
 bench: setup  ## scoring and training pairs/s for SmolLM2 on this machine
-	$(BIN)/python -m rerank_lora.bench $(ARGS)
+	$(BIN)/python -m rerank_lora.bench.speed $(ARGS)
 
 bench-levers: setup  ## the same for the default and each lever that changes cost (layers, packing, chunks, dropout, rank, targets, probe, compile, bf16)
-	$(BIN)/python -m rerank_lora.bench_levers $(ARGS)
+	$(BIN)/python -m rerank_lora.bench.levers $(ARGS)
 
 clean:  ## remove outputs (keeps the venv and the model cache)
 	rm -rf outputs/runs outputs/multirun outputs/sweeps
@@ -111,4 +112,4 @@ test-reference: setup peers-setup  ## the tests that run Tevatron's own reranker
 	PEERS_VENV=$(PEERS_VENV) $(BIN)/python -m pytest -m reference -n 0 $(ARGS)
 
 bench-peers: setup peers-setup  ## training and scoring pairs/s beside Tevatron's reranker trainer and FlagLLMReranker, same weights and data (ARGS=key=value ...)
-	$(BIN)/python -m rerank_lora.bench_peers peers_python=$(PEERS_VENV)/bin/python $(ARGS)
+	$(BIN)/python -m rerank_lora.bench.peers peers_python=$(PEERS_VENV)/bin/python $(ARGS)

@@ -18,8 +18,7 @@ from rerank_lora.dashboards.sweep_view import sweep_view
 from rerank_lora.dashboards.workspace import build_workspace
 from rerank_lora.errors import InputError
 from rerank_lora.job_folder import write_atomic
-from rerank_lora.report import check_measures
-from rerank_lora.reporting.sweep import load_sweep
+from rerank_lora.reporting.sweep import check_measures, load_sweep
 
 DEFAULTS = {"sweep": "???", "entity": None, "project": "rerank-lora", "save": None,
             "measures": ["nDCG@10", "RR(rel=2)@10"]}

@@ -15,17 +15,9 @@ from rerank_lora.cli import as_list, parse_args
 from rerank_lora.errors import InputError
 from rerank_lora.job_folder import write_atomic
 from rerank_lora.reporting.build import build
-from rerank_lora.reporting.sweep import Cell, Sweep, load_sweep
+from rerank_lora.reporting.sweep import Sweep, check_measures, load_sweep
 
 DEFAULTS = {"sweep": "???", "out": None, "measures": ["nDCG@10", "RR(rel=2)@10"], "alpha": 0.05}
-
-
-def check_measures(measures: list[str], cells: list[Cell]) -> None:
-    known = set(cells[0].metrics[0]) if cells[0].metrics else set()
-    unknown = [m for m in measures if m not in known]
-    if unknown:
-        accepted = sorted(known - {"step", "split", "ranker"})
-        raise InputError(f"measures {unknown} are not in the jobs' {cells[0].folder.metrics_file.name}; accepted: {accepted}")
 
 
 def report(args: list[str]) -> Path:

@@ -3,7 +3,7 @@ consistent, and bf16 is skipped (with the measured rates as the reason) on a CPU
 
 import pytest
 
-from rerank_lora import bench_levers
+from rerank_lora.bench import levers as bench_levers
 from rerank_lora.model import precision
 from rerank_lora.model.precision import FEATURE_FLAGS
 

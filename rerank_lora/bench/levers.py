@@ -3,13 +3,13 @@ alone, with scoring pairs/s (length-sorted, unmerged, as the job evaluates), tra
 training path), training as a fraction of scoring, the useful FLOP rate of each as a fraction of the peak
 (on a CPU: its measured matmul rate in the job's precision), and the job's start-up to its first training step.
 
-    python -m rerank_lora.bench_levers [job overrides applied to every row]    (make bench-levers ARGS=...)
+    python -m rerank_lora.bench.levers [job overrides applied to every row]    (make bench-levers ARGS=...)
 """
 
 import torch
 
 from rerank_lora import cli
-from rerank_lora.bench import (
+from rerank_lora.bench.speed import (
     cpu_matmul_tflops,
     first_step_seconds,
     gpu_peak_tflops,

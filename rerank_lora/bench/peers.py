@@ -17,7 +17,7 @@ evaluator.score on length-sorted batches with the LoRA merged (FlagLLMReranker m
 side after a short untimed warm-up. The peers run in their own venv (`make peers-setup`), one at a time.
 
     make peers-setup                                    # once: .venv-peers (see the Makefile)
-    python -m rerank_lora.bench_peers [warmup_steps=2 train_steps=10 scoring_queries=20 output=report.json ...]
+    python -m rerank_lora.bench.peers [warmup_steps=2 train_steps=10 scoring_queries=20 output=report.json ...]
     make bench-peers ARGS='train_steps=20'              # the same through make
 """
 
@@ -34,17 +34,9 @@ import torch
 from omegaconf import OmegaConf
 
 from rerank_lora import cli
-from rerank_lora.bench import scoring_rate
-from rerank_lora.configs import job_spec
-from rerank_lora.data.datamodule import RerankDataModule
-from rerank_lora.errors import check_int
-from rerank_lora.job.builders import build_data, build_reranker
-from rerank_lora.job.spec import JobSpec
-from rerank_lora.model.backbone import gguf_cache
-from rerank_lora.model.precision import cpu_features
-from rerank_lora.peers.inputs import group_texts, scoring_rows, tevatron_row
-from rerank_lora.peers.process import check_peers, run_peer
-from rerank_lora.peers.report import (
+from rerank_lora.bench.peer_inputs import group_texts, scoring_rows, tevatron_row
+from rerank_lora.bench.peer_process import check_peers, run_peer
+from rerank_lora.bench.peer_report import (
     FLAG_DEFAULT,
     FLAG_TUNED,
     OURS_30,
@@ -54,6 +46,14 @@ from rerank_lora.peers.report import (
     ratios,
     table,
 )
+from rerank_lora.bench.speed import scoring_rate
+from rerank_lora.configs import job_spec
+from rerank_lora.data.datamodule import RerankDataModule
+from rerank_lora.errors import check_int
+from rerank_lora.job.builders import build_data, build_reranker
+from rerank_lora.job.spec import JobSpec
+from rerank_lora.model.backbone import gguf_cache
+from rerank_lora.model.precision import cpu_features
 from rerank_lora.tables import write_jsonl
 from rerank_lora.train.trainer import make_trainer
 

@@ -5,7 +5,7 @@ forward, 2 more), its fraction of the peak (a GPU's bf16 peak; on a CPU, its mea
 precision), training's pairs/s as a fraction of scoring's, and a job's fixed start-up cost. On a CPU it also
 reports the chip's features and its fp32 and bf16 matmul rates (what trainer.precision=auto decides from).
 
-    python -m rerank_lora.bench [job overrides, e.g. model=tiny_llama or trainer=gpu]    (make bench ARGS=...)
+    python -m rerank_lora.bench.speed [job overrides, e.g. model=tiny_llama or trainer=gpu]    (make bench ARGS=...)
 """
 
 import dataclasses

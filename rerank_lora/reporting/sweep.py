@@ -25,7 +25,7 @@ def _qrels(path: str) -> dict:
 
 
 @dataclass
-class Cell:
+class CellResults:
     job: Path
     config: dict  # the job's config as plain values (configs.saved_config)
     label: str = ""
@@ -115,7 +115,7 @@ class Cell:
         return [(s, read_csv(path)) for s, path in files if path.is_file()]
 
 
-def load_sweep(path) -> list[Cell]:
+def load_sweep(path) -> list[CellResults]:
     """Every job folder in `path` (a sweep or multirun folder, or one job folder), ordered model, targets, rank."""
     root = Path(str(path)).expanduser()
     if not root.is_dir():
@@ -125,7 +125,7 @@ def load_sweep(path) -> list[Cell]:
         expected = JobFolder(root)
         needs = f"{expected.config_file.relative_to(root)} and {expected.metrics_file.name}"
         raise InputError(f"sweep={path}: no job folders (with {needs}) in it")
-    cells = [Cell(job.path, saved_config(job.config_file)) for job in jobs]
+    cells = [CellResults(job.path, saved_config(job.config_file)) for job in jobs]
     for cell in cells:
         layers = cell.config["lora"].get("layers")
         cell.label = f"{cell.model} r{cell.rank} {cell.targets}" + (f" L{list(layers)}" if layers else "")
@@ -142,7 +142,7 @@ def load_sweep(path) -> list[Cell]:
 @dataclass
 class Sweep:
     folder: Path
-    cells: list[Cell]
+    cells: list[CellResults]
     measures: list[str]  # shown in the report; the first (`primary`) in the plots of the analyses
     alpha: float  # p-values below it are highlighted
 
@@ -157,11 +157,11 @@ class Sweep:
     def first_stage(self, split: str, measure: str) -> float | None:
         return self.cells[0].value(split, None, measure)
 
-    def trained(self) -> list[Cell]:
+    def trained(self) -> list[CellResults]:
         """The cells with at least one evaluated checkpoint."""
         return [c for c in self.cells if c.final_step is not None]
 
-    def last_tables(self, name: str) -> list[tuple[Cell, int, list[dict]]]:
+    def last_tables(self, name: str) -> list[tuple[CellResults, int, list[dict]]]:
         """(cell, step, rows) of the table `name` at each cell's last checkpoint that has it."""
         found = [(cell, cell.table(name)) for cell in self.cells]
         return [(cell, *table) for cell, table in found if table]
@@ -173,3 +173,12 @@ class Sweep:
 def p_holm(measure: str) -> str:
     """The report's column of Holm-corrected p-values of `measure`."""
     return f"p {measure} (Holm)"
+
+
+def check_measures(measures: list[str], cells: list[CellResults]) -> None:
+    """Every measure asked for is one the sweep's jobs logged; else one error naming those they did."""
+    known = set(cells[0].metrics[0]) if cells[0].metrics else set()
+    unknown = [m for m in measures if m not in known]
+    if unknown:
+        accepted = sorted(known - {"step", "split", "ranker"})
+        raise InputError(f"measures {unknown} are not in the jobs' {cells[0].folder.metrics_file.name}; accepted: {accepted}")

@@ -1,4 +1,4 @@
-"""Scoring speed of FlagEmbedding's FlagLLMReranker (PyPI FlagEmbedding), for `python -m rerank_lora.bench_peers`;
+"""Scoring speed of FlagEmbedding's FlagLLMReranker (PyPI FlagEmbedding), for `python -m rerank_lora.bench.peers`;
 runs in the peers' venv (`make peers-setup`), never imports rerank_lora.
 
 Loads the model folder as FlagLLMReranker on the CPU, scores the first few pairs once untimed (warm-up), then

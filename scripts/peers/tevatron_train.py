@@ -1,5 +1,5 @@
 """Training speed of Tevatron's reranker trainer (texttron/tevatron, src/tevatron/reranker), for
-`python -m rerank_lora.bench_peers`; runs in the peers' venv (`make peers-setup`), never imports rerank_lora.
+`python -m rerank_lora.bench.peers`; runs in the peers' venv (`make peers-setup`), never imports rerank_lora.
 
 Runs Tevatron's own driver (tevatron.reranker.driver.train: its arguments, RerankerModel with
 reranker_model_type=sequence_classification as RankLLaMA, RerankerTrainDataset reading the training JSONL,
