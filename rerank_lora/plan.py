@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from rerank_lora import cli
-from rerank_lora.configs import CONF_DIR, compose_job
+from rerank_lora.configs import CONF_DIR, compose_job, to_spec
 from rerank_lora.errors import InputError
 from rerank_lora.planning import table
 from rerank_lora.planning.cells import PlannedCell, expand, split_flags
@@ -72,6 +72,13 @@ def sweep_cells(args: list[str]) -> list[PlannedCell]:
         ]
     except (HydraException, OmegaConfBaseException) as err:
         raise InputError(str(err).strip().splitlines()[0]) from None
+
+
+def mini_data():
+    """The data=msmarco_mini spec: the shipped set that stands in for a cell's data that is not on this machine."""
+    from rerank_lora.data.spec import DataSpec
+
+    return to_spec(DataSpec, compose_job(["data=msmarco_mini"]).data, "data")
 
 
 def device_rate(options, cells: list[PlannedCell]) -> tuple[object, float, dict]:
@@ -134,7 +141,7 @@ def plan(args: list[str]):
     rate, capacity, device = device_rate(options, cells)
     from rerank_lora.planning.planner import Planner  # the data side: torch, transformers, Lightning
 
-    planner = Planner(options)
+    planner = Planner(options.tokens_per_pair, mini_data)
     planned = [planner.cell(index, cell, rate, capacity) for index, cell in enumerate(cells)]
     report = {"assumptions": assumptions(planner, device, capacity, planned), "cells": planned, "totals": totals(planned, rate)}
     if options.json:

@@ -1,6 +1,8 @@
 """One cell's plan: its workload (tokens counted on its data), FLOPs, time at the device's rate, and memory,
 as one JSON-ready dict. Tokenizers and token samples are shared by the cells with the same model and data."""
 
+from collections.abc import Callable
+
 from rerank_lora.data.spec import DataSpec
 from rerank_lora.job.spec import group_spec
 from rerank_lora.model.lora import check_layers, target_modules
@@ -13,10 +15,13 @@ from rerank_lora.planning.workload import workload
 
 
 class Planner:
-    """Tokenizers and token samples shared by the cells that have the same model and data."""
+    """Tokenizers and token samples shared by the cells that have the same model and data. `tokens_per_pair`:
+    stated instead of counted (None: counted); `mini_data`: the data=msmarco_mini spec, standing in for data that
+    is not on this machine."""
 
-    def __init__(self, options):
-        self.options, self.tokenizers, self.samples, self.sources = options, {}, {}, {}
+    def __init__(self, tokens_per_pair: float | None, mini_data: Callable[[], DataSpec]):
+        self.tokens_per_pair, self.mini_data = tokens_per_pair, mini_data
+        self.tokenizers, self.samples, self.sources = {}, {}, {}
 
     def tokenizer(self, model: dict, cache_dir: str):
         if model["name"] not in self.tokenizers:
@@ -26,11 +31,11 @@ class Planner:
     def sample(self, cell: PlannedCell, spec: DataSpec) -> TokenSample | None:
         """The job's own data where it is local; else the shipped mini set standing in (None: tokens stated)."""
         local = spec.loader == "files"
-        if not local and self.options.tokens_per_pair:
+        if not local and self.tokens_per_pair:
             return None
         model, seed = cell.config["model"], cell.config["seed"]
         tokenizer, where, own = self.tokenizer(model, cell.config["cache_dir"])
-        spec = spec if local else proxy_spec(spec)
+        spec = spec if local else proxy_spec(spec, self.mini_data())
         key = (where, repr(spec), seed)
         if key not in self.samples:
             self.samples[key] = TokenSample(spec, tokenizer, seed)
@@ -41,8 +46,8 @@ class Planner:
         return self.samples[key]
 
     def token_source(self) -> str:
-        if self.options.tokens_per_pair:
-            return f"tokens_per_pair={self.options.tokens_per_pair} (stated; unpadded)"
+        if self.tokens_per_pair:
+            return f"tokens_per_pair={self.tokens_per_pair} (stated; unpadded)"
         counted = "; ".join(f"{', '.join(models)}: {how}" for how, models in self.sources.items())
         return (f"counted ({counted}), batched as the job batches them: each batch padded to its longest pair, a "
                 "packed training batch (trainer.packed) computing only its real tokens outside attention")
@@ -54,7 +59,7 @@ class Planner:
         sample = self.sample(cell, spec)
         vocab = len(self.tokenizer(model, cfg["cache_dir"])[0]) if sample and model.get("source") == "tiny" else None
         arch = architecture(model, vocab)
-        per_pair = assumed(self.options.tokens_per_pair) if self.options.tokens_per_pair else None
+        per_pair = assumed(self.tokens_per_pair) if self.tokens_per_pair else None
         work = workload(cfg["trainer"], cfg["schedule"], spec, sample, per_pair)
         checkpointing = bool(cfg["trainer"].get("gradient_checkpointing", False))
         flops = cell_flops(arch, work, checkpointing)

@@ -9,7 +9,6 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-from rerank_lora.configs import compose_job, to_spec
 from rerank_lora.data.collection import load_collection
 from rerank_lora.data.datamodule import RerankDataModule
 from rerank_lora.data.spec import DataSpec
@@ -98,9 +97,8 @@ def _fixed(mask) -> Tokens:
     return Tokens(rows, float(mask.sum()), rows * width, rows * width**2)
 
 
-def proxy_spec(spec: DataSpec) -> DataSpec:
-    """The shipped mini set with the cell's group, batch and length settings."""
-    mini = to_spec(DataSpec, compose_job(["data=msmarco_mini"]).data, "data")
+def proxy_spec(spec: DataSpec, mini: DataSpec) -> DataSpec:
+    """The shipped mini set (`mini`: the data=msmarco_mini spec) with the cell's group, batch and length settings."""
     keep = ("group_size", "queries_per_batch", "max_length", "eval_batch_size", "sort_by_length")
     return dataclasses.replace(
         mini, **{key: getattr(spec, key) for key in keep}, eval_depth=min(spec.eval_depth, PROXY_DEPTH),
