@@ -9,7 +9,7 @@ from synthetic import write_synthetic
 
 from conftest import run_in_process, specs
 from rerank_lora.data.collection import load_collection
-from rerank_lora.data.collection_type import Collection
+from rerank_lora.data.in_memory import Collection
 from rerank_lora.data.spec import DataSpec
 from rerank_lora.data.train_sources import CollectionPairs, evaluation_passages
 from rerank_lora.errors import InputError

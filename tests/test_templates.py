@@ -8,8 +8,8 @@ import torch
 from tokenizers import processors
 
 from conftest import specs
-from rerank_lora.data.collection_type import Collection
 from rerank_lora.data.datamodule import check_titles_on_both_sides
+from rerank_lora.data.in_memory import Collection
 from rerank_lora.data.pairs import TEMPLATES, TemplateOptions, check_template, pad, pair_encoder, tevatron_string
 from rerank_lora.data.spec import DataSpec
 from rerank_lora.errors import InputError

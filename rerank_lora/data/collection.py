@@ -1,7 +1,7 @@
 """Loading the collection a job reranks: `load_collection(spec)` dispatches on data.loader (`files`: the TREC
 files named in the spec, cross-checked for ids that match nothing; `msmarco`: see data/msmarco.py)."""
 
-from rerank_lora.data.collection_type import Collection
+from rerank_lora.data.in_memory import Collection
 from rerank_lora.data.msmarco import load_msmarco
 from rerank_lora.data.spec import DataSpec
 from rerank_lora.data.trec_files import read_corpus, read_qrels, read_queries, read_run, read_triples

@@ -1,6 +1,7 @@
 """The Collection type: a reranking collection in memory (passages, queries with their split labels, qrels,
 first-stage candidates, training triples), whichever loader built it; data=msmarco's training rows stay on
-disk (`train_rows`, read a group at a time)."""
+disk (`train_rows`, read a group at a time). A module of its own: collection.py's loaders import msmarco.py, which
+builds one, so in collection.py it would close an import cycle."""
 
 from dataclasses import dataclass, field
 

@@ -25,7 +25,7 @@ import random
 from collections import defaultdict
 from pathlib import Path
 
-from rerank_lora.data.collection_type import Collection
+from rerank_lora.data.in_memory import Collection
 from rerank_lora.data.offline import NotCached, close_store, ir_datasets_at, why_no_download
 from rerank_lora.data.spec import DataSpec, EvalSplit, eval_split_specs
 from rerank_lora.data.split_files import read_folder

@@ -9,7 +9,7 @@ import logging
 from typing import NamedTuple
 
 from rerank_lora.data.bm25 import BM25
-from rerank_lora.data.collection_type import Collection
+from rerank_lora.data.in_memory import Collection
 from rerank_lora.data.spec import DataSpec
 from rerank_lora.data.trec_files import top_k
 from rerank_lora.errors import InputError
@@ -66,9 +66,6 @@ class CollectionPairs:
     def lacking_negatives(self) -> list[str]:
         """Training queries with no negatives of their own."""
         return [q for q in self.qids if not self.negatives.get(q)]
-
-    def describe(self) -> str:
-        return f"{len(self.qids)} training queries with {sum(map(len, self.positives.values()))} positives"
 
 
 def evaluation_queries(c: Collection, spec: DataSpec) -> set[str]:
