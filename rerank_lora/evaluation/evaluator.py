@@ -21,12 +21,12 @@ log = logging.getLogger(__name__)
 class Evaluator:
     def __init__(self, datamodule, job: JobFolder, measures, logger=None, held_out=()):
         self.data, self.job, self.measures, self.logger = datamodule, job, list(measures), logger
-        self.held_out = list(held_out)  # splits scored only when named in model(splits=...)
+        self.held_out = list(held_out)  # splits scored only when named in evaluate_model(splits=...)
         self.writes = writes_job_folder()  # the other ranks of a data-parallel job neither score nor write
         self.batches = {split: datamodule.eval_batches(split) for split in datamodule.first_stage} if self.writes else {}
         self.baseline: dict[str, dict[str, float]] = {}
 
-    def first_stage(self) -> None:
+    def evaluate_first_stage(self) -> None:
         """The first-stage order of each split, at the reranking depth, evaluated once per job."""
         if not self.writes:
             return
@@ -36,7 +36,7 @@ class Evaluator:
             faults.point("first_stage")
             self.baseline[split] = self._record(split, None, FIRST_STAGE, run)
 
-    def model(self, reranker, step: int, splits=None) -> dict[str, dict[str, float]]:
+    def evaluate_model(self, reranker, step: int, splits=None) -> dict[str, dict[str, float]]:
         """Rerank `splits` (default: every split but the held-out ones) with the model as it is at `step`."""
         results = {}
         chosen = [s for s in self.batches if s not in self.held_out] if splits is None else list(splits)

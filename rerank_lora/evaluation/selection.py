@@ -31,4 +31,4 @@ def score_held_out(reranker, evaluator, job: JobFolder, held_out, split: str, me
     """Rerank the held-out splits at step 0 and at the chosen checkpoint, loading each one's saved weights."""
     for step, names in missing_held_out(job, held_out, split, measure).items():
         reranker.load_checkpoint(job.checkpoint(step))
-        evaluator.model(reranker, step, names)
+        evaluator.evaluate_model(reranker, step, names)

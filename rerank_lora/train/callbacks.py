@@ -47,7 +47,7 @@ class CheckpointSchedule(L.Callback):
                 check_finite(reranker, step)
                 reranker.save(folder)  # the LightningModule itself, not the DDP wrapper
                 write_atomic(folder / INFO_FILE, json.dumps({**self.info, "step": step}, indent=2))
-                self.evaluator.model(reranker, step)
+                self.evaluator.evaluate_model(reranker, step)
             trainer.strategy.barrier("rank 0 reranks")
             faults.point("before_trainer_state")
             partial = folder / f"{TRAINER_STATE}.partial"
