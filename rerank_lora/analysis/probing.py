@@ -101,12 +101,12 @@ class Prober:
         }
 
     def _fitted(self, states: torch.Tensor, fit: ProbeFit) -> list[dict]:
-        data, size = self.job.data, self.job.data.cfg.eval_batch_size
+        data, size = self.job.data, self.job.data.spec.eval_batch_size
         pairs = [pair for k in range(fit.groups) for pair in data.train_set.group(k)]
         train = self._states([pad(pairs[i : i + size], data.pad_id) for i in range(0, len(pairs), size)])
         rows = []
         for i in range(states.size(0)):
-            probe = fit_probe(train[i], data.cfg.group_size, fit.l2)
+            probe = fit_probe(train[i], data.spec.group_size, fit.l2)
             with torch.no_grad():
                 rows.append(self._evaluate(probe(states[i]).squeeze(-1), i, "fitted", fit_pairs=len(pairs)))
         return rows
