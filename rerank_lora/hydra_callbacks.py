@@ -1,5 +1,5 @@
-"""A Hydra callback: when a multirun ends, gather every job's metrics and status into summary.csv, and exit
-non-zero with a count if any cell failed.
+"""The Hydra callback that conf/config.yaml names (hydra.callbacks): when a multirun ends, gather every job's metrics
+and status into summary.csv, and exit non-zero with a count if any cell failed.
 
 The same grid launched twice into one sweep folder: the summary is written under the sweep folder's writer lock,
 by the launcher that ends last with something new to write. A launcher that ends while another process still

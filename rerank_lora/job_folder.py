@@ -193,7 +193,7 @@ class JobFolder:
     def write_status(self, status: str, error: str | None = None) -> None:
         assert status in (COMPLETED, FAILED), status
         if self.status_file.is_file() and self.status() == {"status": status, "error": error}:
-            return  # a skipped re-run changes nothing: the sweep summary stays current (sweep_summary.py)
+            return  # a skipped re-run changes nothing: the sweep summary stays current (hydra_callbacks.py)
         self.path.mkdir(parents=True, exist_ok=True)
         write_atomic(self.status_file, json.dumps({"status": status, "error": error}) + "\n")
 

@@ -480,7 +480,7 @@ def run_probe(cwd: Path, visible: str, overrides: list[str]) -> subprocess.Compl
     (cwd / "probe.yaml").write_text(
         "defaults:\n  - override hydra/launcher: local_gpus\n  - _self_\n"
         f"hydra:\n  searchpath: [file://{ROOT / 'conf'}]\n"
-        "  callbacks:\n    sweep_summary:\n      _target_: rerank_lora.train.sweep_summary.SweepSummary\n"
+        "  callbacks:\n    sweep_summary:\n      _target_: rerank_lora.hydra_callbacks.SweepSummary\n"
         "x: 0\nseconds: 3\n"
     )
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": visible}

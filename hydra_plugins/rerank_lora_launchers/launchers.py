@@ -1,9 +1,9 @@
-"""hydra-submitit-launcher's SlurmLauncher and LocalLauncher, changed in two ways:
+"""hydra-submitit-launcher's SlurmLauncher and LocalLauncher, changed in three ways:
 
 - Every cell is waited for, and a cell that fails outside Python (SLURM cancelled it, it ran out of memory or
   out of requeues after timeouts, its node failed, its process was killed) is a failed cell like any other:
   its status.json says {"status": "failed", "error": "SLURM job <id>: <state>"}, and the launcher returns
-  normally, so that the sweep summary (rerank_lora.sweep_summary) is written and the sweep exits non-zero
+  normally, so that the sweep summary (rerank_lora.hydra_callbacks.SweepSummary) is written and the sweep exits non-zero
   with the count. The stock launcher raised at the first such job and left the others running unattended.
 - The sweep folder is resolved once, in the sweep's process, and travels with each job: a job that submitit
   requeues after a timeout or preemption (it pickles this launcher again) runs in the same folder, where
