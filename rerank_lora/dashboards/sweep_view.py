@@ -10,7 +10,7 @@ from rerank_lora.configs import saved_config
 from rerank_lora.dashboards.keys import GRID_COLUMNS
 from rerank_lora.dashboards.logged_runs import flatten
 from rerank_lora.errors import InputError
-from rerank_lora.reporting.sweep import Cell
+from rerank_lora.reporting.sweep import CellResults
 
 TABLES = (*(outputs.ablation(kind) for kind in outputs.ABLATIONS), outputs.PROBE, outputs.ADAPTER_STATS)
 
@@ -32,7 +32,7 @@ class SweepView:
         return [*self.eval_splits, *self.held_out]
 
 
-def check_logged_to_wandb(folder: Path, cells: list[Cell]) -> None:
+def check_logged_to_wandb(folder: Path, cells: list[CellResults]) -> None:
     """Every job must have logged to W&B: a dashboard of a CSV-logged sweep would show nothing."""
     other = [c for c in cells if not str(_logger(c) or "").endswith("WandbLogger")]
     if other:
@@ -43,12 +43,12 @@ def check_logged_to_wandb(folder: Path, cells: list[Cell]) -> None:
         )
 
 
-def _logger(cell: Cell) -> str | None:
+def _logger(cell: CellResults) -> str | None:
     """The job's logger._target_ (None where it has no logger)."""
     return (cell.config.get("logger") or {}).get("_target_")
 
 
-def differing_keys(cells: list[Cell]) -> list[str]:
+def differing_keys(cells: list[CellResults]) -> list[str]:
     """The config keys whose values differ between the cells (as their saved configs hold them, interpolations
     unresolved), after the grid's own axes."""
     flat = [flatten(saved_config(c.folder.config_file, resolve=False)) for c in cells]
@@ -57,7 +57,7 @@ def differing_keys(cells: list[Cell]) -> list[str]:
     return [*GRID_COLUMNS, *(k for k in differing if k not in GRID_COLUMNS)]
 
 
-def sweep_view(folder: Path, cells: list[Cell], measures: list[str]) -> SweepView:
+def sweep_view(folder: Path, cells: list[CellResults], measures: list[str]) -> SweepView:
     check_logged_to_wandb(folder, cells)
     held_out = list(dict.fromkeys(s for c in cells for s in c.config["data"].get("held_out_splits") or []))
     splits = list(dict.fromkeys(s for c in cells for s in c.splits()))

@@ -7,9 +7,9 @@ al. 2025). Rows are told apart by their structured columns (`layer`, `window_sta
 from rerank_lora.analysis import outputs
 from rerank_lora.reporting import plots
 from rerank_lora.reporting.page import Page
-from rerank_lora.reporting.sweep import Cell, Sweep, p_holm
+from rerank_lora.reporting.sweep import CellResults, Sweep, p_holm
 
-Found = list[tuple[Cell, int, list[dict]]]  # (cell, step, rows) of one table per cell
+Found = list[tuple[CellResults, int, list[dict]]]  # (cell, step, rows) of one table per cell
 
 
 def missing(page: Page, kind: str) -> None:
@@ -111,7 +111,7 @@ def extremes(rows: list[dict], m: str, count: int = 3) -> list[dict]:
     return kept
 
 
-def head_panel(cell: Cell, step: int, rows: list[dict], mode: str, m: str) -> dict:
+def head_panel(cell: CellResults, step: int, rows: list[dict], mode: str, m: str) -> dict:
     """Layer x head heat map of Δ m of one cell's heads in one mode."""
     heads = [r for r in rows if r.get("head") is not None and r.get("mode") == mode]
     layers, columns = sorted({r["layer"] for r in heads}), sorted({r["head"] for r in heads})
@@ -154,7 +154,7 @@ def attention_window_ablations(page: Page, sweep: Sweep) -> None:
     variant_table(page, sweep, "ablation-windows", found)
 
 
-def boundary_row(cell: Cell, step: int, rows: list[dict], m: str) -> dict:
+def boundary_row(cell: CellResults, step: int, rows: list[dict], m: str) -> dict:
     """The chosen boundary of one cell and, on the report split, all LoRA, no LoRA and LoRA up to it."""
     select = [r for r in rows if r["role"] == "select"]
     report = [r for r in rows if r["role"] == "report"]

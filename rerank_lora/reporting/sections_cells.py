@@ -8,11 +8,11 @@ from collections.abc import Callable
 from rerank_lora.evaluation.significance import PerQuery, compare
 from rerank_lora.reporting import plots
 from rerank_lora.reporting.page import Page
-from rerank_lora.reporting.sweep import Cell, Sweep, p_holm
+from rerank_lora.reporting.sweep import CellResults, Sweep, p_holm
 
-# (A, B), each at the checkpoint the report compares on the split (Cell.step_for: the final one; on a held-out
+# (A, B), each at the checkpoint the report compares on the split (CellResults.step_for: the final one; on a held-out
 # split the chosen one). B None: the first stage of A's queries; B A itself: A at step 0.
-Pair = tuple[Cell, Cell | None]
+Pair = tuple[CellResults, CellResults | None]
 
 
 def b_step(pair: Pair, split: str) -> int | None:
@@ -60,9 +60,9 @@ def comparison_table(page: Page, sweep: Sweep, table_id: str, pairs_by_split: di
     page.table(table_id, columns, rows, {p_holm(m): sweep.significant for m in sweep.measures}, caption)
 
 
-def groups_of(sweep: Sweep, key: Callable[[Cell], tuple]) -> dict[tuple, list[Cell]]:
+def groups_of(sweep: Sweep, key: Callable[[CellResults], tuple]) -> dict[tuple, list[CellResults]]:
     """The trained cells grouped by `key`, in the sweep's order."""
-    groups: dict[tuple, list[Cell]] = {}
+    groups: dict[tuple, list[CellResults]] = {}
     for cell in sweep.trained():
         groups.setdefault(key(cell), []).append(cell)
     return groups
@@ -160,7 +160,7 @@ def targets(page: Page, sweep: Sweep) -> None:
     groups = groups_of(sweep, lambda c: (c.model, c.rank))
     target_sets = list(dict.fromkeys(c.targets for c in sweep.cells))
 
-    def final_value(cells: list[Cell], target_set: str, split: str, m: str) -> float | None:
+    def final_value(cells: list[CellResults], target_set: str, split: str, m: str) -> float | None:
         found = [c for c in cells if c.targets == target_set]
         return found[0].value(split, found[0].step_for(split), m) if found else None
 

@@ -5,12 +5,12 @@ from rerank_lora.analysis import outputs
 from rerank_lora.analysis.update_stats import total_norm
 from rerank_lora.reporting import plots
 from rerank_lora.reporting.page import Page
-from rerank_lora.reporting.sweep import Cell, Sweep
+from rerank_lora.reporting.sweep import CellResults, Sweep
 
 PROBE_STYLES = (("head", "-o"), ("fitted", "--s"))  # the trained head solid, fitted probes dashed
 
 
-def probe_panel(cell: Cell, tables: list[tuple[int, list[dict]]], m: str) -> tuple[dict, list[dict]]:
+def probe_panel(cell: CellResults, tables: list[tuple[int, list[dict]]], m: str) -> tuple[dict, list[dict]]:
     """One cell's probe curves (a line per checkpoint and probe) and a row per line: its best layer."""
     lines, rows = [], []
     for step, table in tables:
@@ -48,7 +48,7 @@ def probes(page: Page, sweep: Sweep) -> None:
     page.table("probe-table", ["cell", "step", "probe", "split", "best layer", f"best {m}", f"last layer {m}"], rows)
 
 
-def norm_heatmap(cell: Cell, step: int, rows: list[dict]) -> dict:
+def norm_heatmap(cell: CellResults, step: int, rows: list[dict]) -> dict:
     """‖ΔW‖_F by projection (rows) and layer (columns) at one checkpoint."""
     projections = list(dict.fromkeys(r["projection"] for r in rows))
     layers = sorted({r["layer"] for r in rows})
@@ -62,7 +62,7 @@ def norm_heatmap(cell: Cell, step: int, rows: list[dict]) -> dict:
     }
 
 
-def projection_rows(cell: Cell, step: int, rows: list[dict]) -> list[dict]:
+def projection_rows(cell: CellResults, step: int, rows: list[dict]) -> list[dict]:
     """Per projection: the mean update norm and effective rank over the layers, and the LoRA rank."""
     found = []
     for projection in dict.fromkeys(r["projection"] for r in rows):
