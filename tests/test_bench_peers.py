@@ -10,12 +10,12 @@ import pytest
 from datasets import load_dataset
 
 from conftest import MINI
-from rerank_lora.bench import peers as bench_peers
-from rerank_lora.data.trec_files import read_run
-from rerank_lora.errors import InputError
 from rerank_lora.bench import peer_report as peers_report
+from rerank_lora.bench import peers as bench_peers
 from rerank_lora.bench.peer_inputs import group_texts, scoring_rows, tevatron_row
 from rerank_lora.bench.peer_process import check_peers, run_peer
+from rerank_lora.data.trec_files import read_run
+from rerank_lora.errors import InputError
 from rerank_lora.tables import write_jsonl
 
 WARMUP, STEPS, QUERIES = 1, 3, 2
