@@ -54,6 +54,15 @@ def compose_job(overrides: list[str], config_name: str = "config", config_dir: P
         return compose(config_name, overrides=overrides)
 
 
+def data_group_splits(name: str) -> dict:
+    """data.splits of the data config group `name` as this checkout defines it (plain, resolved values; {} for a
+    group without splits or that no longer exists): for a job saved before its group defined a split."""
+    if not (CONF_DIR / "data" / f"{name}.yaml").is_file():
+        return {}
+    cfg = compose_job([f"data={name}"])
+    return OmegaConf.to_container(cfg.data.get("splits") or {}, resolve=True)
+
+
 def to_spec(cls, node, group: str):
     """The config group `group` (a DictConfig) as the dataclass `cls` whose fields mirror it: where config
     objects stop and library code takes plain arguments. Unknown keys get one error naming the accepted ones."""

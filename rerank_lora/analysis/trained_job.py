@@ -4,19 +4,22 @@ loaded; `switch_to` puts another checkpoint's weights into it in place."""
 
 import dataclasses
 import json
+import logging
 from pathlib import Path
 
 from peft import set_peft_model_state_dict
 from safetensors.torch import load_file
 
 from rerank_lora.analysis.imported_job import ImportOptions, import_adapter, is_foreign
-from rerank_lora.configs import saved_config
+from rerank_lora.configs import data_group_splits, saved_config
 from rerank_lora.data.collection import load_collection
 from rerank_lora.errors import InputError, check_int
 from rerank_lora.evaluation.metrics import check_split_cutoffs
 from rerank_lora.job.builders import build_data, load_checkpoint
 from rerank_lora.job.spec import JobSpec
 from rerank_lora.job_folder import ADAPTER_CONFIG, ADAPTER_FILE, INFO_FILE, JobFolder, step_of_name
+
+log = logging.getLogger(__name__)
 
 
 def step_of(folder: Path) -> int:
@@ -68,6 +71,18 @@ def saved_spec(folder: Path) -> tuple[JobSpec, Path]:
     return JobSpec.from_config(values, precision), job_dir
 
 
+def with_later_splits(data, splits: list[str]):
+    """`data` (a job's DataSpec) with the data.splits entries its data config group defines now for those of
+    `splits` the job's saved config lacks: a split added to the shipped data after the job ran (data=msmarco_mini's
+    `discrim`, reranked to its depth 100, not the job's eval_depth) is scored as a job started today would."""
+    missing = [s for s in splits if s not in data.splits]
+    later = {s: v for s, v in data_group_splits(data.name).items() if s in missing} if missing else {}
+    if not later:
+        return data
+    log.info("data.splits of data=%s as defined now (the job's config predates them): %s", data.name, later)
+    return dataclasses.replace(data, splits={**data.splits, **later})
+
+
 def merges(merge: bool | None, precision: str) -> bool:
     """merge=null folds LoRA into the weights only in 32-true, where that moves scores by float32 rounding alone;
     in mixed precision the job computed the LoRA update apart from the bf16-cast base weights, so re-scoring must too."""
@@ -82,7 +97,8 @@ class TrainedJob:
     def __init__(self, folder: Path, splits: list[str], depth: int | None = None):
         spec, self.job_dir = saved_spec(folder)
         check_int("depth", depth, null="the job's data.eval_depth")
-        data = dataclasses.replace(spec.data, eval_splits=list(dict.fromkeys(splits)), eval_depth=depth or spec.data.eval_depth)
+        data = with_later_splits(spec.data, splits)
+        data = dataclasses.replace(data, eval_splits=list(dict.fromkeys(splits)), eval_depth=depth or data.eval_depth)
         self.spec = dataclasses.replace(spec, data=data)
         self.depth = data.eval_depth
         check_split_cutoffs(spec.measures, data, data.eval_splits, "depth")  # before any model loads
