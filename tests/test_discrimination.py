@@ -21,6 +21,7 @@ from rerank_lora.job_folder import JobFolder
 from rerank_lora.tables import read_csv
 
 SPLIT, SUFFIX = "discrim", "-discrim"
+DEPTH = 20  # the tiny job's depth for the split
 
 
 def script():
@@ -90,9 +91,11 @@ def test_the_default_job_does_not_score_it_and_a_named_split_is_reranked_whole()
 
 @pytest.fixture(scope="module")
 def discrim_job(tmp_path_factory):
-    """A tiny job scoring only the discrimination split, at steps 0 and 2."""
+    """A tiny job scoring only the discrimination split, at steps 0 and 2; to DEPTH, not the split's 100 (seconds on
+    two cores), which still tells the split's own depth from data.eval_depth (10)."""
     cwd = tmp_path_factory.mktemp("discrim-job")
-    run_in_process([*TINY, "trainer.max_steps=2", f"data.eval_splits=[{SPLIT}]", "measures=[nDCG@10,RR@10,Margin]"], cwd)
+    args = [f"data.eval_splits=[{SPLIT}]", f"data.splits.{SPLIT}.depth={DEPTH}", "measures=[nDCG@10,RR@10,Margin]"]
+    run_in_process([*TINY, "trainer.max_steps=2", *args], cwd)
     (job,) = job_dirs(cwd)
     return job
 
@@ -102,22 +105,23 @@ def test_a_tiny_job_evaluates_on_the_split(discrim_job):
     assert {r["split"] for r in rows} == {SPLIT}
     assert {r["step"] for r in rows if r["ranker"] == "model"} == {0, 2}
     written = read_run(JobFolder(discrim_job).run_file(SPLIT, 2))
-    assert len(written) == 97 and all(len(scores) == 100 for scores in written.values())  # depth 100, not 10
+    assert len(written) == 97 and all(len(scores) == DEPTH for scores in written.values())  # not eval_depth
     first = next(r for r in rows if r["ranker"] != "model")
     assert 0 <= first["nDCG@10"] < 0.3  # a random first stage: the positive is in its top 10 about one time in ten
 
 
 def test_ablate_names_the_split(discrim_job):
     folder = JobFolder(discrim_job).checkpoint(2)
-    written = ablate.ablate([f"checkpoint={discrim_job}", "ablation=modules", f"split={SPLIT}"])
-    assert folder / "ablation-modules.csv" in written
-    rows = {r["variant"]: r for r in read_csv(folder / "ablation-modules.csv")}
-    assert {r["split"] for r in rows.values()} == {SPLIT}
+    written = ablate.ablate([f"checkpoint={discrim_job}", "ablation=layers", f"split={SPLIT}"])
+    assert folder / "ablation-layers.csv" in written
+    rows = {r["variant"]: r for r in read_csv(folder / "ablation-layers.csv")}
+    assert {"all", "none", "drop-layer:0"} <= set(rows)
+    assert {(r["split"], r["depth"], r["queries"]) for r in rows.values()} == {(SPLIT, DEPTH, 97)}
     reference = {r["split"]: r for r in metrics_rows(discrim_job) if r["step"] == 2 and r["ranker"] == "model"}
     assert rows["all"]["nDCG@10"] == pytest.approx(reference[SPLIT]["nDCG@10"], abs=1e-9)
     assert rows["all"]["Margin"] == pytest.approx(reference[SPLIT]["Margin"], abs=1e-5)
     assert 0 <= rows["none"]["p_nDCG@10"] <= 1
-    per_query = [json.loads(line) for line in (folder / "ablation-modules.queries.jsonl").read_text().splitlines()]
+    per_query = [json.loads(line) for line in (folder / "ablation-layers.queries.jsonl").read_text().splitlines()]
     assert len(per_query) == len(rows) * 97
     _, labels = read_queries(MINI / "queries.jsonl")
     job = TrainedJob(folder, [SPLIT])

@@ -141,7 +141,7 @@ class Ablation:
         return {
             "step": self.job.step,
             "split": split,
-            "depth": self.job.depth,
+            "depth": self.job.depth_of(split),
             "queries": max(len(values) for values in by_query.values()),  # a margin may lack a few
             **variant.columns(),
             **extra,

@@ -93,7 +93,7 @@ class Prober:
         return {
             "step": self.job.step,
             "split": self.split,
-            "depth": self.job.depth,
+            "depth": self.job.depth_of(self.split),
             "layer": layer,
             "probe": probe,
             **extra,

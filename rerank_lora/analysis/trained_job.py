@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 from rerank_lora.analysis.imported_job import ImportOptions, import_adapter, is_foreign
 from rerank_lora.configs import data_group_splits, saved_config
 from rerank_lora.data.collection import load_collection
+from rerank_lora.data.spec import split_depth
 from rerank_lora.errors import InputError, check_int
 from rerank_lora.evaluation.metrics import check_split_cutoffs
 from rerank_lora.job.builders import build_data, load_checkpoint
@@ -109,6 +110,10 @@ class TrainedJob:
         self.device = next(self.reranker.parameters()).device
         self.folder, self.step = folder, step_of(folder)
         self._adapter_config = (folder / ADAPTER_CONFIG).read_text()
+
+    def depth_of(self, split: str) -> int:
+        """How deep `split` is reranked: its data.splits entry's depth (e.g. discrim's 100), else `depth`."""
+        return split_depth(self.spec.data, split)
 
     def switch_to(self, folder: Path) -> None:
         """Another checkpoint of the same job: its LoRA and head weights copied into the loaded model."""
