@@ -196,11 +196,6 @@ def peer_rows(spec: JobSpec, python: Path, inputs: dict[str, Path], args, thread
     }
 
 
-def check_counts(args) -> None:
-    for key, least in (("warmup_steps", 0), ("train_steps", 1), ("scoring_queries", 1)):
-        check_int(key, args[key], least)
-
-
 def head_to_head(args, python: Path, out: Path) -> dict:
     """Ours on all layers and the peers, on the inputs ours writes for them: the report's rows."""
     steps = args.warmup_steps + args.train_steps
@@ -240,7 +235,8 @@ def add_default_layers(report: dict, args, out: Path) -> None:
 
 def bench_peers(argv: list[str]):
     args = cli.parse_args(argv, DEFAULTS)
-    check_counts(args)
+    for key, least in (("warmup_steps", 0), ("train_steps", 1), ("scoring_queries", 1)):
+        check_int(key, args[key], least)
     load_at_start = os.getloadavg()[0]
     python = Path(args.peers_python).expanduser().absolute()
     check_peers(python)

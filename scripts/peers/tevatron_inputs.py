@@ -19,6 +19,7 @@ import json
 from pathlib import Path
 
 import torch
+from tevatron_options import add_pair_options
 from transformers import AutoTokenizer
 
 
@@ -31,16 +32,10 @@ def classifier_positions(input_ids: torch.Tensor, pad_token_id: int) -> list[int
 
 
 def parse_args() -> argparse.Namespace:
-    from tevatron.reranker.arguments import DataArguments
-
-    defaults = DataArguments()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokenizer", type=Path, required=True, help="a Hugging Face tokenizer folder")
     parser.add_argument("--rows", type=Path, required=True, help='JSONL of {"query", "title", "passage"}')
-    parser.add_argument("--query-prefix", default=defaults.query_prefix)
-    parser.add_argument("--passage-prefix", default=defaults.passage_prefix)
-    parser.add_argument("--rerank-max-len", type=int, default=defaults.rerank_max_len)
-    parser.add_argument("--append-eos-token", action="store_true", default=defaults.append_eos_token)
+    defaults = add_pair_options(parser)
     parser.add_argument("--pad-to-multiple-of", type=int, default=defaults.pad_to_multiple_of)
     return parser.parse_args()
 

@@ -23,6 +23,7 @@ from importlib import metadata
 from pathlib import Path
 
 import torch
+from tevatron_options import add_pair_options
 
 
 def driver_arguments(args) -> list[str]:
@@ -72,19 +73,13 @@ def read_run(path: Path) -> dict[str, dict[str, float]]:
 
 
 def parse_args() -> argparse.Namespace:
-    from tevatron.reranker.arguments import DataArguments
-
-    defaults = DataArguments()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", type=Path, required=True, help="the base model folder (model_name_or_path)")
     parser.add_argument("--adapter", type=Path, help="a LoRA adapter folder (lora_name_or_path)")
     parser.add_argument("--tokenizer", type=Path, help="tokenizer_name (default: the base folder's, as the driver)")
     parser.add_argument("--pairs", type=Path, required=True, help="Tevatron's inference JSONL")
     parser.add_argument("--out", type=Path, required=True, help="the driver's run file")
-    parser.add_argument("--query-prefix", default=defaults.query_prefix)
-    parser.add_argument("--passage-prefix", default=defaults.passage_prefix)
-    parser.add_argument("--rerank-max-len", type=int, default=defaults.rerank_max_len)
-    parser.add_argument("--append-eos-token", action="store_true", default=defaults.append_eos_token)
+    add_pair_options(parser)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--attn-implementation", default="sdpa")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
