@@ -38,7 +38,7 @@ def test_installed_package_runs_a_job_outside_the_checkout(tmp_path):
         module, function = target.split(":")
         probe = f"import {module} as m; assert callable(m.{function})"
         subprocess.run([sys.executable, "-c", probe], cwd=elsewhere, env=env, check=True, timeout=120)
-        assert name == "rerank-lora-" + module.rsplit(".", 1)[1].replace("_", "-")
+        assert name == "rerank-lora-" + module.removeprefix("rerank_lora.").replace(".", "-").replace("_", "-")
 
 
 def _cache():
