@@ -67,7 +67,7 @@ def rerank(args: list[str]) -> dict:
     if not any(q in collection.candidates for q in collection.query_splits):
         raise InputError(f"label={cfg.label}: no query of {cfg.queries} with it is in run={cfg.run}; labels there: {labels}")
     reranker, tokenizer = load_checkpoint(folder, job)  # in the job's precision: its metrics are reproduced
-    batches = build_data(job, tokenizer, collection, train=False)
+    batches = build_data(job.data, job.seed, tokenizer, collection, train=False)
     first_stage = batches.first_stage[SPLIT]
     started = time.perf_counter()
     reranked = score(reranker, batches.eval_batches(SPLIT), desc=f"reranking {len(first_stage)} queries", merge=cfg.merge)

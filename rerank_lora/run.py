@@ -115,7 +115,7 @@ def train_and_evaluate(spec: JobSpec, job: JobFolder, context: RunContext) -> No
         job.keep_metrics_until(resumed_step)  # also a job killed before its first checkpoint
 
     reranker, tokenizer = build_reranker(spec)
-    data = build_data(spec, tokenizer, collection)
+    data = build_data(spec.data, spec.seed, tokenizer, collection)
     logger = make_logger(context.logger, job.path, context.name, context.group, list(context.tags), context.hyperparams)
     evaluator = Evaluator(data, job, list(spec.measures), logger or None, held_out=held_out)
     evaluator.evaluate_first_stage()

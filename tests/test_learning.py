@@ -27,7 +27,7 @@ def test_the_training_loss_is_cross_entropy_with_the_positive_first(tmp_path):
     spec = job.data
     reranker, tokenizer = build_reranker(job)
     reranker.eval()  # no dropout: training_step and forward then compute the same function
-    data = build_data(job, tokenizer)
+    data = build_data(job.data, job.seed, tokenizer)
     batch = pad([pair for k in range(spec.queries_per_batch) for pair in data.train_set.group(k)], data.pad_id)
     with torch.no_grad():
         loss = reranker.training_step(batch, 0)

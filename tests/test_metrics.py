@@ -154,7 +154,7 @@ def test_analyses_refuse_a_measure_deeper_than_depth_before_any_model_loads(deep
     from rerank_lora.probe import probe
 
     monkeypatch.setattr(trained_job, "load_collection", lambda *_: pytest.fail("read the data"))
-    monkeypatch.setattr(trained_job, "load_backbone", lambda *_: pytest.fail("loaded a model"))
+    monkeypatch.setattr(trained_job, "load_checkpoint", lambda *_: pytest.fail("loaded a model"))
     tool, extra = (ablate, ["ablation=modules"]) if command == "ablate" else (probe, [])
     for depth, said in (([], 10), (["depth=12"], 12)):  # the job's data.eval_depth, then depth=
         with pytest.raises(InputError, match=rf"depth {said}; accepted: cutoffs <= {said}, or depth >= 20$"):

@@ -106,7 +106,7 @@ class TrainedJob:
         self.model, self.measures, self.seed = spec.model, list(spec.measures), spec.seed
         collection = load_collection(data)
         self.reranker, tokenizer = load_checkpoint(folder, self.spec)
-        self.data = build_data(self.spec, tokenizer, collection)
+        self.data = build_data(data, spec.seed, tokenizer, collection)
         self.device = next(self.reranker.parameters()).device
         self.folder, self.step = folder, step_of(folder)
         self._adapter_config = (folder / ADAPTER_CONFIG).read_text()

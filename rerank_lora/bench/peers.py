@@ -156,7 +156,7 @@ def measure_ours(
     first `queries` queries of the split; also its data module."""
     L.seed_everything(spec.seed)
     reranker, tokenizer = build_reranker(spec)
-    data = build_data(spec, tokenizer, queries=queries)
+    data = build_data(spec.data, spec.seed, tokenizer, queries=queries)
     rows = {"training": train_ours(spec, reranker, data, warmup, out)}
     if scoring:
         rows["scoring"] = score_ours(reranker, data, merge=True)

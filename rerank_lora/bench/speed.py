@@ -131,7 +131,7 @@ def prepare(overrides: list[str]) -> Prepared:
     reranker, tokenizer = build_reranker(spec)
     load_seconds = time.perf_counter() - start
     device = torch.device("cuda" if spec.trainer.get("accelerator") in ("gpu", "cuda") else "cpu")
-    data = build_data(spec, tokenizer, queries=SCORED_QUERIES)
+    data = build_data(spec.data, spec.seed, tokenizer, queries=SCORED_QUERIES)
     return Prepared(spec, reranker.to(device), data, device, spec.compute.precision, load_seconds)
 
 

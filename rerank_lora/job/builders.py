@@ -5,6 +5,7 @@ import torch
 
 from rerank_lora.data.collection import Collection, load_collection
 from rerank_lora.data.datamodule import RerankDataModule
+from rerank_lora.data.spec import DataSpec
 from rerank_lora.job.spec import JobSpec
 from rerank_lora.model.backbone import ModelSpec, compile_layers, load_backbone
 from rerank_lora.model.lora import add_lora
@@ -44,9 +45,10 @@ def load_base(model: ModelSpec) -> tuple[torch.nn.Module, object]:
     return load_backbone(model)
 
 
-def build_data(spec: JobSpec, tokenizer, collection: Collection | None = None, train: bool = True,
+def build_data(data: DataSpec, seed: int, tokenizer, collection: Collection | None = None, train: bool = True,
                queries: int | None = None) -> RerankDataModule:
-    """The job's data module: its training stream (unless not `train`) and its eval splits reranked to their depth,
-    each cut to its first `queries` queries if given. `collection`: already loaded (else loaded here)."""
-    collection = collection if collection is not None else load_collection(spec.data)
-    return RerankDataModule(collection, tokenizer, spec.data, spec.seed, train=train, queries=queries)
+    """A job's data module (its `data` spec and `seed`): the training stream (unless not `train`) and the eval
+    splits reranked to their depth, each cut to its first `queries` queries if given. `collection`: already loaded
+    (else loaded here)."""
+    collection = collection if collection is not None else load_collection(data)
+    return RerankDataModule(collection, tokenizer, data, seed, train=train, queries=queries)

@@ -52,7 +52,7 @@ def measure_model(spec: JobSpec, peak: float) -> dict:
 
     torch.manual_seed(spec.seed)
     reranker, tokenizer = build_reranker(spec)
-    data = build_data(spec, tokenizer, queries=SCORED_QUERIES)
+    data = build_data(spec.data, spec.seed, tokenizer, queries=SCORED_QUERIES)
     arch = architecture(dataclasses.asdict(spec.model), len(tokenizer))
     scored, scoring_s = _scoring(reranker, data, spec.data.eval_splits[0])
     trained, train_s = _training(reranker, data, spec.data)

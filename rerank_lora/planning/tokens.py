@@ -9,10 +9,9 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-from rerank_lora.data.collection import load_collection
-from rerank_lora.data.datamodule import RerankDataModule
 from rerank_lora.data.spec import DataSpec
 from rerank_lora.errors import InputError
+from rerank_lora.job.builders import build_data
 
 SAMPLE_GROUPS = 4096  # training groups counted exactly; a longer run scales their mean
 SMOLLM2 = "SmolLM2-135M-Instruct.Q4_1"  # the converted folder under cache_dir: the fallback tokenizer
@@ -57,11 +56,11 @@ def assumed(tokens_per_pair: float) -> Tokens:
 
 class TokenSample:
     """A data config tokenised: the training stream's groups and the eval splits' batches as the job builds
-    them (RerankDataModule), on the job's data or on the shipped mini set standing in for it."""
+    them (job/builders.py), on the job's data or on the shipped mini set standing in for it."""
 
     def __init__(self, spec: DataSpec, tokenizer, seed: int):
         self.spec = spec
-        self.data = RerankDataModule(load_collection(spec), tokenizer, spec, seed)
+        self.data = build_data(spec, seed, tokenizer)
         self.splits: dict[str, Tokens] = {}
 
     def training(self, groups: int, packed: bool) -> Tokens:
