@@ -4,6 +4,7 @@ retraining.
     python -m rerank_lora.ablate checkpoint=PATH ablation=modules|layers|boundary|heads|windows [split=dev] [depth=20]
     python -m rerank_lora.ablate checkpoint=PATH ablation=[modules,layers,boundary] boundary.queries=10
     python -m rerank_lora.ablate checkpoint=PATH ablation=windows windows.width=4 windows.stride=1
+    python -m rerank_lora.ablate checkpoint=PATH ablation=heads heads.layers=[4,5] queries=20 measures=[nDCG@10,Margin]
 
 The variants are in `analysis/variants.py`, the engine scoring them in `analysis/ablation.py`. One model is
 loaded; every variant switches LoRA modules on and off in place. Tables go beside the checkpoint:
@@ -32,11 +33,14 @@ DEFAULTS = {
     "ablation": "???",  # modules | layers | boundary | heads | windows, or a list of them
     "split": "dev",  # the split ablated (boundary: the split the boundary is chosen on)
     "depth": None,  # rerank each query's first-stage top-k; null: the job's data.eval_depth
+    "measures": None,  # ir_measures names and Margin; null: the job's measures
+    "queries": None,  # a seeded sample of this many of each split's queries; null: every query
     "merge": None,  # fold switched-on LoRA into the weights while scoring (faster, restored exactly); null: in 32-true jobs
     "share_prefix": True,  # compute hidden states below a variant's first switched layer once (same scores, faster)
     "logger": "job",  # job (the job's own logger) | wandb | none
     "layers": {"window": None},  # width of the kept windows; null: a sixth of the adapted layers, rounded up
     "windows": {"width": None, "stride": None},  # attention windows; null: as layers.window, and stride = width
+    "heads": {"layers": None},  # the adapted layers whose heads are ablated; null: every one
     "boundary": {"queries": None, "measure": "nDCG@10", "report_split": "test"},
     **IMPORT_ARGS,  # a published adapter: checkpoint=hf:owner/name or a peft adapter folder
 }
@@ -48,14 +52,16 @@ def check(cfg: DictConfig, job_cfg: dict) -> list[str]:
     if not names or any(n not in outputs.ABLATIONS for n in names):
         given = OmegaConf.to_container(cfg).get("ablation")
         raise InputError(f"ablation={given!r}; accepted: {', '.join(outputs.ABLATIONS)} (or a list)")
-    if cfg.boundary.measure not in job_cfg["measures"]:
-        raise InputError(
-            f"boundary.measure={cfg.boundary.measure!r}; accepted: one of the job's measures {job_cfg['measures']}"
-        )
+    measures = as_list(cfg.measures) or job_cfg["measures"]
+    if "boundary" in names and cfg.boundary.measure not in measures:
+        raise InputError(f"boundary.measure={cfg.boundary.measure!r}; accepted: one of the measures {measures}")
     check_int("layers.window", cfg.layers.window, null="a sixth of the adapted layers")
     check_int("windows.width", cfg.windows.width, null="a sixth of the adapted layers")
     check_int("windows.stride", cfg.windows.stride, null="the width")
     check_int("boundary.queries", cfg.boundary.queries, null="every query")
+    check_int("queries", cfg.queries, null="every query")
+    for layer in as_list(cfg.heads.layers):
+        check_int("heads.layers", layer, least=0)
     wanted(cfg.logger, job_cfg)
     return list(dict.fromkeys(names))
 
@@ -66,7 +72,7 @@ def run_ablation(ablation: Ablation, name: str, cfg: DictConfig) -> Rows:
     if name == "layers":
         return ablation.layers(cfg.split, cfg.layers.window)
     if name == "heads":
-        return ablation.heads(cfg.split)
+        return ablation.heads(cfg.split, as_list(cfg.heads.layers) or None)
     if name == "windows":
         return ablation.windows(cfg.split, cfg.windows.width, cfg.windows.stride)
     bcfg = cfg.boundary
@@ -87,9 +93,10 @@ def ablate(args: list[str]) -> list[Path]:
     names = check(cfg, job_cfg)
     splits = [cfg.split] + ([cfg.boundary.report_split] if "boundary" in names else [])
     started = time.perf_counter()
-    job = TrainedJob(folder, splits, cfg.depth)
+    job = TrainedJob(folder, splits, cfg.depth, as_list(cfg.measures) or None)
     log.info("loaded %s step %s in %.1f s", job_dir, job.step, time.perf_counter() - started)
-    ablation, written = Ablation(job, merges(cfg.merge, job.reranker.precision), cfg.share_prefix), []
+    ablation = Ablation(job, merges(cfg.merge, job.reranker.precision), cfg.share_prefix, cfg.queries)
+    written = []
     for name in names:
         started = time.perf_counter()
         rows, queries = run_ablation(ablation, name, cfg)

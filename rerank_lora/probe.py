@@ -1,7 +1,7 @@
 """The layer-wise probing command: the trained head (and with `fit=true` a linear probe fitted per layer) read
 at every decoder layer, at every checkpoint of a job; the engine is `analysis/probing.py`.
 
-    python -m rerank_lora.probe checkpoint=PATH [fit=true] [split=dev] [depth=N]
+    python -m rerank_lora.probe checkpoint=PATH [fit=true] [split=dev] [depth=N] [measures=[nDCG@10,Margin]]
 
 `probe.csv` beside each checkpoint; `layer` k is the output of decoder layer k (the last layer's is the
 reranker's own score).
@@ -17,7 +17,7 @@ from rerank_lora.analysis.imported_job import IMPORT_ARGS, import_options
 from rerank_lora.analysis.probing import ProbeFit, Prober
 from rerank_lora.analysis.trained_job import TrainedJob, checkpoint_folders, job_config, merges
 from rerank_lora.analysis.wandb_tables import Chart, log_table, wanted
-from rerank_lora.cli import parse_args
+from rerank_lora.cli import as_list, parse_args
 from rerank_lora.errors import check_int
 from rerank_lora.tables import write_csv
 
@@ -25,6 +25,7 @@ DEFAULTS = {
     "checkpoint": "???",  # <job>/checkpoints/step-N, or a job folder (every checkpoint of it)
     "split": "dev",
     "depth": None,  # null: the job's data.eval_depth
+    "measures": None,  # ir_measures names and Margin; null: the job's measures
     "fit": False,  # also fit a linear probe per layer on training groups
     "fit_groups": 256,  # training groups (1 positive + group_size-1 negatives) the probes are fitted on
     "fit_l2": 1e-3,  # L2 penalty on the probe's weights (features standardised per dimension)
@@ -40,7 +41,7 @@ def probe(args: list[str]) -> list[Path]:
     job_cfg, job_dir = job_config(folders[0])
     check_int("fit_groups", cfg.fit_groups)
     use_wandb = wanted(cfg.logger, job_cfg)
-    job = TrainedJob(folders[0], [cfg.split], cfg.depth)
+    job = TrainedJob(folders[0], [cfg.split], cfg.depth, as_list(cfg.measures) or None)
     fit = ProbeFit(cfg.fit_groups, cfg.fit_l2) if cfg.fit else None
     prober = Prober(job, cfg.split, merges(cfg.merge, job.reranker.precision), fit)
     measure, written = job.measures[0], []

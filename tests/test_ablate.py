@@ -167,6 +167,11 @@ def test_a_failed_ablation_leaves_no_finished_looking_table(job_dir, monkeypatch
         (["ablation=layers", "logger=tensorboard"], "logger="),
         (["ablation=layers", "layers.window=0"], "layers.window=0"),
         (["ablation=boundary", "boundary.queries=many"], "boundary.queries="),
+        (["ablation=heads", "heads.layers=[1,7]"], "heads.layers=[1, 7]: [7] not adapted; accepted: layers of 0-1"),
+        (["ablation=heads", "heads.layers=[-1]"], "heads.layers=-1"),
+        (["ablation=modules", "queries=0"], "queries=0"),
+        (["ablation=modules", "measures=[nDCG@10,P@100]"], "measure P@100 is cut at 100"),
+        (["ablation=modules", "measures=[Recall]"], "measure 'Recall'"),
     ],
 )
 def test_bad_input_gives_one_error_line_and_no_table(job_dir, monkeypatch, capsys, args, phrase):

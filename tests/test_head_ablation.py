@@ -4,6 +4,8 @@ the output projection; with grouped KV, the key/value rows its group shares), ke
 attention update and omitting every head reverts it, the model is bit for bit itself afterwards, prefix sharing
 scores the variants as the plain path does, and `ablate` writes the tables with paired tests (the margin too)."""
 
+import json
+
 import pytest
 import torch
 from test_prefix_sharing import random_batches, random_reranker
@@ -158,6 +160,25 @@ def test_ablate_writes_heads_and_windows_tables(ablated):
     assert windows["keep-attn:0-0"]["nDCG@10"] == windows["omit-attn:1-1"]["nDCG@10"]  # the same sites on
     assert windows["mlp-only"]["nDCG@10"] == heads["mlp-only"]["nDCG@10"]
     assert (windows["keep-attn:1-1"]["window_start"], windows["keep-attn:1-1"]["window_end"]) == (1, 1)
+
+
+def test_heads_of_chosen_layers_on_a_query_sample_with_measures_the_job_did_not_log(trained_tiny_job):
+    folder = JobFolder(trained_tiny_job).checkpoint(2)  # step 4's tables belong to the tests around this one
+    args = ["ablation=heads", "heads.layers=[1]", "queries=5", "measures=[nDCG@10,Margin]", "logger=none"]
+    try:
+        ablate.ablate([f"checkpoint={folder}", *args])
+        rows = {r["variant"]: r for r in read_csv(folder / "ablation-heads.csv")}
+        sampled = {json.loads(line)["qid"] for line in (folder / "ablation-heads.queries.jsonl").read_text().splitlines()}
+    finally:
+        for name in ("ablation-heads.csv", "ablation-heads.queries.jsonl"):
+            (folder / name).unlink(missing_ok=True)
+    assert set(rows) == {"all", "none", "mlp-only"} | {f"{m}-head:1.{h}" for m in ("keep", "omit") for h in range(4)}
+    assert all(r["queries"] == 5 and "Margin" in r and "p_Margin" in r for r in rows.values())
+    assert "RR(rel=2)@10" not in rows["all"]  # the job logged it; measures= replaced the job's list
+    assert len(sampled) == 5
+    run = read_run(JobFolder(trained_tiny_job).run_file("dev", 2))  # all's scores, as the job wrote them
+    margins = ScoreMargin().per_query(TrainedJob(folder, ["dev"]).data.qrels("dev"), {q: run[q] for q in sampled})
+    assert rows["all"]["Margin"] == pytest.approx(sum(margins.values()) / len(margins), abs=1e-5)
 
 
 def test_the_margin_is_measured_in_ablations(trained_tiny_job):

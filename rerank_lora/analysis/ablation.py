@@ -36,6 +36,14 @@ class BoundarySearch:
     queries: int | None = None  # chosen on a seeded sample of this many of `split`'s queries (None: every query)
 
 
+def sample_queries(first_stage: dict, size: int | None, seed: int) -> set[str] | None:
+    """A seeded sample of `size` of a split's queries (None: every query)."""
+    if size is None:
+        return None
+    pool = sorted(first_stage)
+    return set(random.Random(seed).sample(pool, min(size, len(pool))))
+
+
 def only_queries(batches: list[EvalBatch], qids: set[str]) -> list[EvalBatch]:
     kept = []
     for batch in batches:
@@ -47,10 +55,11 @@ def only_queries(batches: list[EvalBatch], qids: set[str]) -> list[EvalBatch]:
 
 
 class Ablation:
-    """One loaded job and its LoRA switch; `merge` folds the switched-on LoRA into the weights while scoring."""
+    """One loaded job and its LoRA switch; `merge` folds the switched-on LoRA into the weights while scoring;
+    `queries`: each split is scored on a seeded sample of this many of its queries (None: every query)."""
 
-    def __init__(self, job: TrainedJob, merge: bool = True, share_prefix: bool = True):
-        self.job, self.merge, self.share_prefix = job, merge, share_prefix
+    def __init__(self, job: TrainedJob, merge: bool = True, share_prefix: bool = True, queries: int | None = None):
+        self.job, self.merge, self.share_prefix, self.queries = job, merge, share_prefix, queries
         self.switch = LoraSwitch(job.reranker.backbone)
         self.measures = job.measures
         self._batches: dict[str, list[EvalBatch]] = {}
@@ -61,8 +70,9 @@ class Ablation:
     def layers(self, split: str, window: int | None = None) -> Rows:
         return self.evaluate(layer_variants(self.switch, window), split)
 
-    def heads(self, split: str) -> Rows:
-        variants = head_variants(self.switch, self._attention, self.switch.head_layout.heads)
+    def heads(self, split: str, layers: list[int] | None = None) -> Rows:
+        """`layers`: the adapted layers whose heads are kept and omitted (None: every one)."""
+        variants = head_variants(self.switch, self._attention, self.switch.head_layout.heads, layers)
         return self.evaluate(variants, split, references=[self._attention_reverted()])
 
     def windows(self, split: str, width: int | None = None, stride: int | None = None) -> Rows:
@@ -97,7 +107,7 @@ class Ablation:
         """One row per variant (what is on, the measures, and deltas and Holm-corrected paired p-values against
         the variant with every site on) and the per-query values; `extra` columns go into every row;
         `references`: more sets of sites whose hidden states prefix sharing may start variants from."""
-        batches = self._eval_batches(split, qids)
+        batches = self._eval_batches(split, qids if qids is not None else self._sample(split, self.queries))
         qrels = self.job.data.qrels(split)
         rows, queries, values = [], [], []
         for variant, run, seconds in zip(variants, *self._runs(variants, batches, split, references)):
@@ -130,11 +140,7 @@ class Ablation:
         return self._batches[split] if qids is None else only_queries(self._batches[split], qids)
 
     def _sample(self, split: str, size: int | None) -> set[str] | None:
-        """A seeded sample of `size` of the split's queries (None: every query)."""
-        if size is None:
-            return None
-        pool = sorted(self.job.data.first_stage[split])
-        return set(random.Random(self.job.seed).sample(pool, min(size, len(pool))))
+        return sample_queries(self.job.data.first_stage[split], size, self.job.seed)
 
     def _row(self, variant: Variant, split: str, by_query: PerQuery, means: dict, seconds: float, extra: dict) -> dict:
         on = sorted(variant.on)

@@ -92,21 +92,22 @@ def merges(merge: bool | None, precision: str) -> bool:
 
 class TrainedJob:
     """The reranker of one checkpoint on a once-loaded base backbone, and the job's data reranking `splits`
-    at `depth` (null: the job's data.eval_depth). What analyses need of the job's config is here as plain
-    values: `model` (its ModelSpec), `measures`, `seed`, `depth`."""
+    at `depth` (null: the job's data.eval_depth), measured by `measures` (null: the job's own). What analyses need
+    of the job's config is here as plain values: `model` (its ModelSpec), `measures`, `seed`, `depth`; its `tokenizer`."""
 
-    def __init__(self, folder: Path, splits: list[str], depth: int | None = None):
+    def __init__(self, folder: Path, splits: list[str], depth: int | None = None, measures: list[str] | None = None):
         spec, self.job_dir = saved_spec(folder)
         check_int("depth", depth, null="the job's data.eval_depth")
         data = with_later_splits(spec.data, splits)
         data = dataclasses.replace(data, eval_splits=list(dict.fromkeys(splits)), eval_depth=depth or data.eval_depth)
         self.spec = dataclasses.replace(spec, data=data)
         self.depth = data.eval_depth
-        check_split_cutoffs(spec.measures, data, data.eval_splits, "depth")  # before any model loads
-        self.model, self.measures, self.seed = spec.model, list(spec.measures), spec.seed
+        self.measures = list(measures or spec.measures)
+        check_split_cutoffs(self.measures, data, data.eval_splits, "depth")  # before any model loads
+        self.model, self.seed = spec.model, spec.seed
         collection = load_collection(data)
-        self.reranker, tokenizer = load_checkpoint(folder, self.spec)
-        self.data = build_data(data, spec.seed, tokenizer, collection)
+        self.reranker, self.tokenizer = load_checkpoint(folder, self.spec)
+        self.data = build_data(data, spec.seed, self.tokenizer, collection)
         self.device = next(self.reranker.parameters()).device
         self.folder, self.step = folder, step_of(folder)
         self._adapter_config = (folder / ADAPTER_CONFIG).read_text()

@@ -100,12 +100,16 @@ def attention_ends(switch: LoraSwitch, attention_projections) -> list[Variant]:
     return ends(switch) + ([Variant("mlp-only", rest)] if rest else [])
 
 
-def head_variants(switch: LoraSwitch, attention_projections, heads: int) -> list[Variant]:
-    """For each adapted layer L and query head h: `keep-head:L.h` (of attention only h's share in L, MLP LoRA on)
-    and `omit-head:L.h` (everything on but h's share in L)."""
+def head_variants(switch: LoraSwitch, attention_projections, heads: int, layers=None) -> list[Variant]:
+    """For each adapted layer L (of `layers`; None: every one) and query head h: `keep-head:L.h` (of attention only
+    h's share in L, MLP LoRA on) and `omit-head:L.h` (everything on but h's share in L)."""
     attention, rest = attention_split(switch, attention_projections)
     everything, variants = frozenset(switch.sites), attention_ends(switch, attention_projections)
-    for layer in sorted({s.layer for s in attention}):
+    adapted = sorted({s.layer for s in attention})
+    unknown = sorted(set(layers or []) - set(adapted))
+    if unknown:
+        raise InputError(f"heads.layers={sorted(layers)}: {unknown} not adapted; accepted: layers of {compact(adapted)}")
+    for layer in sorted(set(layers)) if layers else adapted:
         own = frozenset(s for s in attention if s.layer == layer)
         for h in range(heads):
             others = [x for x in range(heads) if x != h]

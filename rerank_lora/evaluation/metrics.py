@@ -54,8 +54,10 @@ def parse_measure(name):
     if found:
         return ScoreMargin(int(found.group(1) or 1))
     try:
-        return ir_measures.parse_measure(str(name))
-    except (ValueError, NameError, SyntaxError, TypeError):
+        measure = ir_measures.parse_measure(str(name))
+        measure.validate_params()  # a missing required parameter (Recall without a cutoff) is an assert there
+        return measure
+    except (ValueError, NameError, SyntaxError, TypeError, AssertionError):
         raise InputError(
             f"measure {name!r} is neither an ir_measures measure nor Margin / Margin(rel=N) (no cutoff); "
             f"e.g. {', '.join(DEFAULT_MEASURES)}, Margin"
