@@ -5,11 +5,12 @@ import time
 
 from rerank_lora.reporting.page import Page
 from rerank_lora.reporting.sections_ablations import ablations, boundary
+from rerank_lora.reporting.sections_attention import attention
 from rerank_lora.reporting.sections_cells import learning_curves, overview, ranks, targets
 from rerank_lora.reporting.sections_internals import adapters, probes
 from rerank_lora.reporting.sweep import Sweep
 
-SECTIONS = (overview, learning_curves, ranks, targets, ablations, boundary, probes, adapters)
+SECTIONS = (overview, learning_curves, ranks, targets, ablations, boundary, probes, attention, adapters)
 
 
 def build(sweep: Sweep) -> str:
