@@ -1,7 +1,7 @@
 """The sweep dashboard on a tiny 2 x 2 grid (rank 1, 2 x attention, MLP LoRA; dev evaluated at every checkpoint,
-test held out) logged to W&B offline, with ablations, probes and adapter statistics: the workspace and report
-specs load back with wandb-workspaces, and every key a panel names is in the sweep's runs as wandb's own reader
-(`wandb leet inspect --json`) reads them, where every metrics.jsonl row is logged at its step."""
+test held out) logged to W&B offline, with ablations, probes, attention features and adapter statistics: the
+workspace and report specs load back with wandb-workspaces, and every key a panel names is in the sweep's runs as
+wandb's own reader (`wandb leet inspect --json`) reads them, where every metrics.jsonl row is logged at its step."""
 
 import json
 import shutil
@@ -12,7 +12,7 @@ import wandb
 from omegaconf import OmegaConf
 
 from conftest import ONE_THREAD, TINY, job_dirs, metrics_rows, run_module
-from rerank_lora import ablate, adapter_stats, dashboard, probe
+from rerank_lora import ablate, adapter_stats, attention, dashboard, probe
 from rerank_lora.dashboards import keys, spec
 from rerank_lora.dashboards.logged_runs import LoggedRun, job_runs, read_run
 from rerank_lora.evaluation.selection import chosen_step
@@ -32,6 +32,7 @@ def sweep(tmp_path_factory):
     assert len(jobs) == 4
     ablate.ablate([f"checkpoint={jobs[0]}", "ablation=[modules,layers]"])  # logger=job: W&B, as the job
     probe.probe([f"checkpoint={jobs[0]}"])
+    attention.attention([f"checkpoint={jobs[2]}", "queries=3"])
     adapter_stats.adapter_stats([f"checkpoint={jobs[1]}"])
     return jobs[0].parent
 
@@ -71,7 +72,7 @@ def test_the_specs_load_back_with_wandb_workspaces(made):
     sections = {s.name: s for s in workspace.sections}
     assert {"Learning curves on dev", "Learning curves on test"} <= set(sections)
     tables = {p.table_name for s in workspace.sections for p in s.panels if hasattr(p, "table_name")}
-    assert tables == {"ablation-modules", "ablation-layers", "probe", "adapter-stats"}
+    assert tables == {"ablation-modules", "ablation-layers", "probe", "attention", "adapter-stats"}
     curves = [p for p in sections["Learning curves on test"].panels]
     assert [p.y[1].name for p in curves] == [keys.first_stage("test", m) for m in MEASURES]
     assert "'grid'" in str(workspace.runset_settings.filters)

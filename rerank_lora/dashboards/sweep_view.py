@@ -12,7 +12,7 @@ from rerank_lora.dashboards.logged_runs import flatten
 from rerank_lora.errors import InputError
 from rerank_lora.reporting.sweep import CellResults
 
-TABLES = (*(outputs.ablation(kind) for kind in outputs.ABLATIONS), outputs.PROBE, outputs.ADAPTER_STATS)
+TABLES = (*(outputs.ablation(kind) for kind in outputs.ABLATIONS), outputs.PROBE, outputs.ATTENTION, outputs.ADAPTER_STATS)
 
 
 @dataclass

@@ -61,7 +61,7 @@ def grid_section(view: SweepView) -> ws.Section:
 
 def tables_section(view: SweepView) -> ws.Section:
     panels = [wr.WeavePanelSummaryTable(table_name=table, layout=WIDE) for table in view.tables]
-    return ws.Section(name="Ablations, probes and update norms (W&B Tables)", panels=panels)
+    return ws.Section(name="Ablations, probes, attention features and update norms (W&B Tables)", panels=panels)
 
 
 def runs_section() -> ws.Section:
