@@ -3,12 +3,12 @@ without reloading; every variant is compared with the one that has every site on
 Holm-corrected over the variants), and the boundary layer is chosen on one split and reported on another."""
 
 import logging
-import random
 import time
 from dataclasses import dataclass
 
 from rerank_lora.analysis.lora_switch import LoraSwitch
 from rerank_lora.analysis.prefix_sharing import PrefixSharingScorer
+from rerank_lora.analysis.query_sample import only_queries, sample_queries
 from rerank_lora.analysis.trained_job import TrainedJob
 from rerank_lora.analysis.variants import (
     Variant,
@@ -34,24 +34,6 @@ class BoundarySearch:
     measure: str  # as the best of this measure (ties: the lower layer)
     report_split: str  # and its effect reported on this one
     queries: int | None = None  # chosen on a seeded sample of this many of `split`'s queries (None: every query)
-
-
-def sample_queries(first_stage: dict, size: int | None, seed: int) -> set[str] | None:
-    """A seeded sample of `size` of a split's queries (None: every query)."""
-    if size is None:
-        return None
-    pool = sorted(first_stage)
-    return set(random.Random(seed).sample(pool, min(size, len(pool))))
-
-
-def only_queries(batches: list[EvalBatch], qids: set[str]) -> list[EvalBatch]:
-    kept = []
-    for batch in batches:
-        rows = [i for i, q in enumerate(batch.qids) if q in qids]
-        if rows:
-            inputs = {k: v[rows] for k, v in batch.inputs.items()}
-            kept.append(EvalBatch([batch.qids[i] for i in rows], [batch.pids[i] for i in rows], inputs))
-    return kept
 
 
 class Ablation:

@@ -17,8 +17,8 @@ from contextlib import contextmanager, nullcontext
 import torch
 from scipy import stats
 
-from rerank_lora.analysis.ablation import only_queries, sample_queries
 from rerank_lora.analysis.lora_switch import LoraSwitch
+from rerank_lora.analysis.query_sample import only_queries, sample_queries
 from rerank_lora.analysis.token_roles import PairRoles, pair_roles, query_term_matches, token_idf
 from rerank_lora.analysis.trained_job import TrainedJob
 from rerank_lora.errors import InputError
