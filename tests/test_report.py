@@ -1,5 +1,5 @@
-"""The sweep report on a tiny 2 x 2 grid (rank 1, 2 x attention, MLP LoRA) with ablations, probes and adapter
-statistics: `make report` writes one static HTML file whose every image loads in headless Chromium and whose
+"""The sweep report on a tiny 2 x 2 grid (rank 1, 2 x attention, MLP LoRA) with ablations, probes, attention
+features and adapter statistics: `make report` writes one static HTML file whose every image loads in headless Chromium and whose
 tables carry Holm-corrected paired tests."""
 
 import json
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ONE_THREAD, ROOT, TINY, job_dirs, run_module
-from rerank_lora import ablate, adapter_stats, probe, report
+from rerank_lora import ablate, adapter_stats, attention, probe, report
 from rerank_lora.data.trec_files import read_qrels, read_run
 from rerank_lora.evaluation import metrics
 from rerank_lora.evaluation.significance import compare, holm, paired_t, per_query
@@ -28,6 +28,7 @@ TABLES = (
     "ablation-modules",
     "boundary-table",
     "probe-table",
+    "attention-table",
     "adapter-table",
 )
 CHROMIUM_FLAGS = [
@@ -59,6 +60,7 @@ def sweep(tmp_path_factory):
     ablate.ablate([f"checkpoint={jobs[0]}", "ablation=[modules,layers,boundary,heads,windows]", "boundary.queries=8"])
     ablate.ablate([f"checkpoint={jobs[1]}", "ablation=layers"])
     probe.probe([f"checkpoint={jobs[0]}", "fit=true", "fit_groups=8"])
+    attention.attention([f"checkpoint={jobs[0]}", "queries=4"])
     for job in jobs:
         adapter_stats.adapter_stats([f"checkpoint={job}"])
     return jobs[0].parent
