@@ -67,5 +67,5 @@ def attention(page: Page, sweep: Sweep) -> None:
     panel = {"title": "passage share by layer, per checkpoint", "xlabel": "layer", "ylabel": "share", "lines": lines}
     page.figure(plots.curves([panel]), "passage share by layer")
     columns = ["cell", "step", "split", "feature", "layer", "head", "r", "p (Holm)", "queries"]
-    significant = {"p (Holm)": lambda p: p < sweep.alpha}
-    page.table("attention-table", columns, rows, significant, caption=f"the {TOP} heads of largest |r| per checkpoint")
+    page.table("attention-table", columns, rows, {"p (Holm)": sweep.significant},
+               caption=f"the {TOP} heads of largest |r| per checkpoint")
