@@ -72,7 +72,7 @@ class Ablation:
     def boundary(self, search: BoundarySearch) -> Rows:
         """Every boundary on the selection queries; the chosen one, no LoRA and all LoRA on the report split."""
         variants = boundary_variants(self.switch)
-        qids = self._sample(search.split, search.queries)
+        qids = sample_queries(self.job.data.first_stage[search.split], search.queries, self.job.seed)
         rows, queries = self.evaluate(variants, search.split, qids, role="select", chosen=False)
         best = max(range(len(rows)), key=lambda i: (rows[i][search.measure], -i))
         rows[best]["chosen"], chosen = True, variants[best]
@@ -89,7 +89,8 @@ class Ablation:
         """One row per variant (what is on, the measures, and deltas and Holm-corrected paired p-values against
         the variant with every site on) and the per-query values; `extra` columns go into every row;
         `references`: more sets of sites whose hidden states prefix sharing may start variants from."""
-        batches = self._eval_batches(split, qids if qids is not None else self._sample(split, self.queries))
+        sampled = sample_queries(self.job.data.first_stage[split], self.queries, self.job.seed)
+        batches = self._eval_batches(split, qids if qids is not None else sampled)
         qrels = self.job.data.qrels(split)
         rows, queries, values = [], [], []
         for variant, run, seconds in zip(variants, *self._runs(variants, batches, split, references)):
@@ -120,9 +121,6 @@ class Ablation:
         if split not in self._batches:
             self._batches[split] = self.job.data.eval_batches(split)
         return self._batches[split] if qids is None else only_queries(self._batches[split], qids)
-
-    def _sample(self, split: str, size: int | None) -> set[str] | None:
-        return sample_queries(self.job.data.first_stage[split], size, self.job.seed)
 
     def _row(self, variant: Variant, split: str, by_query: PerQuery, means: dict, seconds: float, extra: dict) -> dict:
         on = sorted(variant.on)
