@@ -88,6 +88,7 @@ class AttentionFeatures:
         self.texts = job.data.collection
         self.idf = token_idf(self.tokenizer, self.texts.corpus.values())
         self.unseen_idf = math.log(max(len(self.texts.corpus), 1))  # a token no passage holds: as rare as df = 1
+        self._roles: dict[tuple[str, str], tuple | None] = {}  # by (qid, pid): see _token_roles
         chosen = sample_queries(job.data.first_stage[split], queries, job.seed)
         batches = job.data.eval_batches(split)
         self.batches = batches if chosen is None else only_queries(batches, chosen)
@@ -139,13 +140,24 @@ class AttentionFeatures:
         return {f: list(v.values()) for f, v in found.items()}, pairs, skipped
 
     def _pair(self, attention: torch.Tensor, ids: list[int], qid: str, pid: str) -> dict | None:
+        found = self._token_roles(ids, qid, pid)
+        return None if found is None else pair_features(attention, *found)
+
+    def _token_roles(self, ids: list[int], qid: str, pid: str) -> tuple | None:
+        """The pair's roles (the sink apart), its passage tokens' IDF and query-term matches, found once: they do
+        not change between checkpoints."""
+        if (qid, pid) not in self._roles:
+            self._roles[qid, pid] = self._find_roles(ids, qid, pid)
+        return self._roles[qid, pid]
+
+    def _find_roles(self, ids: list[int], qid: str, pid: str) -> tuple | None:
         roles = pair_roles(self.tokenizer, ids, self.texts.queries[qid], self.texts.corpus[pid])
         if roles is None:
             return None
         roles = PairRoles(range(max(roles.query.start, 1), roles.query.stop), roles.passage)  # the sink apart
         idf = torch.tensor([self.idf.get(ids[i], self.unseen_idf) for i in roles.passage])
         matches = torch.tensor(query_term_matches(self.tokenizer, ids, roles), dtype=torch.float32)
-        return pair_features(attention, roles, idf, matches)
+        return roles, idf, matches
 
     @staticmethod
     def _p_values(values: torch.Tensor) -> list[float]:
